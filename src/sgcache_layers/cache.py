@@ -1,0 +1,731 @@
+"""The cache interface and the in-process caches.
+
+A :class:`Cache` maps ``str`` keys to values.  Backends (memory, disk, Redis)
+implement it; :class:`LayeredCache` stacks them, shallowest (fastest) first,
+and keeps a tool running when a deeper layer breaks.  Nothing here knows about
+ShotGrid: the storage layer only stores.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypedDict, Union
+
+__all__ = [
+    "Cache",
+    "CacheBackendError",
+    "LRUMemoryCache",
+    "LayerStats",
+    "LayeredCache",
+    "MemoryCache",
+    "ProxyCache",
+    "SerialisedCache",
+]
+
+logger = logging.getLogger("sgcache_layers.cache")
+
+#: What ``clear`` accepts: a regular expression (source or compiled) or None for all keys.
+Pattern = Union[str, "re.Pattern[str]", None]
+
+_MISSING: Any = object()
+
+
+class CacheBackendError(Exception):
+    """A cache's store is broken or out of reach (corrupt file, dead server, ...).
+
+    The one exception a built-in backend raises for a broken store, so callers
+    need not know sqlite3 or redis exception types.  :class:`LayeredCache`
+    treats it (like any non-``KeyError`` exception from a layer) as a miss.
+    """
+
+
+def key_type_error(key: object) -> TypeError:
+    """Return the error every built-in backend raises for a key that is not ``str``."""
+    return TypeError(f"cache keys must be str, not {type(key).__name__}")
+
+
+def check_key(key: object) -> str:
+    """Return *key* as a plain ``str`` or raise :func:`key_type_error`.
+
+    Backends call this off their hot paths (after a cheap ``type(key) is str``).
+    """
+    if type(key) is str:
+        return key
+    if isinstance(key, str):
+        return str(key)
+    raise key_type_error(key)
+
+
+def _compile(pattern: Pattern) -> Optional[re.Pattern[str]]:
+    """Compile a ``clear`` pattern (None stays None)."""
+    if pattern is None:
+        return None
+    return re.compile(pattern)
+
+
+class Cache(abc.ABC):
+    """Interface of every cache: ``str`` keys to values.
+
+    A subclass must implement :meth:`get`, :meth:`set` and :meth:`remove`;
+    everything else has a working default built on those (and on :meth:`keys`
+    for :meth:`values` and :meth:`clear`).
+    """
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Any:
+        """Return the value stored for *key*; raise ``KeyError`` if there is none."""
+
+    @abc.abstractmethod
+    def set(self, key: str, value: Any) -> None:
+        """Store *value* for *key*, replacing any earlier value."""
+
+    @abc.abstractmethod
+    def remove(self, key: str) -> None:
+        """Remove *key*; raise ``KeyError`` if it is not stored."""
+
+    def keys(self) -> list[str]:
+        """Return the stored keys (a snapshot: others may change them meanwhile)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its keys")
+
+    @property
+    def lists_keys(self) -> bool:
+        """Whether :meth:`keys` is implemented (so :meth:`values`/:meth:`clear` work)."""
+        return type(self).keys is not Cache.keys
+
+    def values(self) -> list[Any]:
+        """Return the values of the current keys (keys gone meanwhile are skipped)."""
+        values = []
+        for key in self.keys():
+            try:
+                values.append(self.get(key))
+            except KeyError:
+                continue
+        return values
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Remove every key matching the regular expression *pattern* (``re.search``), or all."""
+        regex = _compile(pattern)
+        for key in self.keys():
+            if regex is not None and regex.search(key) is None:
+                continue
+            try:
+                self.remove(key)
+            except KeyError:
+                continue
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for those of *keys* that are stored (absent ones left out)."""
+        found: dict[str, Any] = {}
+        for key in keys:
+            try:
+                found[key] = self.get(key)
+            except KeyError:
+                continue
+        return found
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store every item of *mapping*."""
+        for key, value in mapping.items():
+            self.set(key, value)
+
+    def close(self) -> None:
+        """Release connections or handles; the default has none to release."""
+        return None
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class ProxyCache(Cache):
+    """Pass every call to the *proxied* cache (a base for wrappers)."""
+
+    def __init__(self, proxied: Cache) -> None:
+        self.proxied = proxied
+
+    def get(self, key: str) -> Any:
+        """Return the proxied cache's value for *key*."""
+        return self.proxied.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store in the proxied cache."""
+        self.proxied.set(key, value)
+
+    def remove(self, key: str) -> None:
+        """Remove from the proxied cache."""
+        self.proxied.remove(key)
+
+    def keys(self) -> list[str]:
+        """Return the proxied cache's keys."""
+        return list(self.proxied.keys())
+
+    @property
+    def lists_keys(self) -> bool:
+        """Whether the proxied cache can list its keys."""
+        return self.proxied.lists_keys
+
+    def values(self) -> list[Any]:
+        """Return the proxied cache's values."""
+        return self.proxied.values()
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Clear the proxied cache."""
+        self.proxied.clear(pattern)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the proxied cache's values for *keys*."""
+        return self.proxied.get_many(keys)
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store *mapping* in the proxied cache."""
+        self.proxied.set_many(mapping)
+
+    def close(self) -> None:
+        """Close the proxied cache."""
+        self.proxied.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.proxied!r})"
+
+
+class SerialisedCache(ProxyCache):
+    """Encode values on the way into the proxied cache and decode them on the way out.
+
+    A stored value that fails to decode (corrupt, or written in a format this
+    version does not know) is a miss with a logged warning, never an exception.
+    Encoding errors do propagate: they are the caller's data, not the store.
+    """
+
+    def __init__(
+        self,
+        proxied: Cache,
+        encode: Optional[Callable[[Any], Any]] = None,
+        decode: Optional[Callable[[Any], Any]] = None,
+    ) -> None:
+        super().__init__(proxied)
+        self.encode = encode
+        self.decode = decode
+
+    def _undecodable(self, key: str, exc: Exception) -> None:
+        """Log (without the value) that the record for *key* could not be decoded."""
+        logger.warning(
+            "%s: could not decode the value stored for key %r, treating it as a miss: %s: %.200s",
+            type(self).__name__,
+            key,
+            type(exc).__name__,
+            exc,
+        )
+
+    def get(self, key: str) -> Any:
+        """Return the decoded value for *key*; ``KeyError`` if absent or undecodable."""
+        value = self.proxied.get(key)
+        decode = self.decode
+        if decode is None:
+            return value
+        try:
+            return decode(value)
+        except Exception as exc:
+            self._undecodable(key, exc)
+            raise KeyError(key) from None
+
+    def set(self, key: str, value: Any) -> None:
+        """Encode *value* and store it."""
+        encode = self.encode
+        self.proxied.set(key, value if encode is None else encode(value))
+
+    def values(self) -> list[Any]:
+        """Return the decoded values (undecodable ones are skipped)."""
+        return Cache.values(self)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return decoded values for the stored *keys*; undecodable ones are left out."""
+        found = self.proxied.get_many(keys)
+        decode = self.decode
+        if decode is None:
+            return found
+        result: dict[str, Any] = {}
+        for key, value in found.items():
+            try:
+                result[key] = decode(value)
+            except Exception as exc:
+                self._undecodable(key, exc)
+        return result
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Encode every value of *mapping* and store them together."""
+        encode = self.encode
+        if encode is None:
+            self.proxied.set_many(mapping)
+        else:
+            self.proxied.set_many({key: encode(value) for key, value in mapping.items()})
+
+
+class LayerStats(TypedDict):
+    """Counters of one :class:`LayeredCache` layer."""
+
+    index: int
+    name: str
+    hits: int
+    misses: int
+    errors: int
+
+
+class LayeredCache(Cache):
+    """Stack of caches, shallowest (fastest) first.
+
+    ``get`` answers from the first layer that has the key and copies the value
+    into every shallower layer; ``set`` and ``remove`` go to every layer.
+
+    A layer that raises anything but ``KeyError`` (a :class:`CacheBackendError`,
+    ``OSError``, a Redis error, ...) is logged as a warning (layer class and
+    error, never values) and treated as a miss for reads and skipped for writes,
+    so a tool keeps working on the layers that still do.  ``TypeError`` is a
+    usage error (a non-``str`` key, an unstorable value) and propagates.
+    Warnings for one layer are rate limited to one per *warning_interval*
+    seconds (the rest go to debug); :meth:`stats` counts every hit, miss and error.
+    """
+
+    def __init__(self, caches: Sequence[Cache], *, warning_interval: float = 10.0) -> None:
+        self.warning_interval = warning_interval
+        self.caches = list(caches)
+
+    @property
+    def caches(self) -> list[Cache]:
+        """The layers, shallowest first (a copy; assign to replace them)."""
+        return list(self._caches)
+
+    @caches.setter
+    def caches(self, caches: Sequence[Cache]) -> None:
+        layers = tuple(caches)
+        if not layers:
+            raise ValueError("LayeredCache needs at least one layer")
+        self._caches = layers
+        self._first = layers[0]
+        self.reset_stats()
+
+    # -- stats ---------------------------------------------------------------
+
+    def reset_stats(self) -> None:
+        """Zero every layer's counters."""
+        count = len(self._caches)
+        self._first_hits = 0
+        self._hits = [0] * count
+        self._misses = [0] * count
+        self._errors = [0] * count
+        self._last_warning = [-math.inf] * count
+
+    def stats(self) -> list[LayerStats]:
+        """Return hits, misses (``KeyError``) and errors (anything else) for each layer."""
+        return [
+            LayerStats(
+                index=index,
+                name=type(cache).__name__,
+                hits=self._hits[index] + (self._first_hits if index == 0 else 0),
+                misses=self._misses[index],
+                errors=self._errors[index],
+            )
+            for index, cache in enumerate(self._caches)
+        ]
+
+    def _failed(self, index: int, operation: str, exc: BaseException) -> None:
+        """Count and log that layer *index* raised *exc* during *operation*."""
+        self._errors[index] += 1
+        now = time.monotonic()
+        if now - self._last_warning[index] >= self.warning_interval:
+            self._last_warning[index] = now
+            log = logger.warning
+        else:
+            log = logger.debug
+        log(
+            "cache layer %d (%s) failed on %s, carrying on without it: %s: %s",
+            index,
+            type(self._caches[index]).__name__,
+            operation,
+            type(exc).__name__,
+            exc,
+        )
+
+    # -- reads ---------------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the value from the shallowest layer that has *key*, copying it upwards."""
+        try:
+            value = self._first.get(key)
+        except KeyError:
+            return self._get_deeper(key, None)
+        except TypeError:
+            raise
+        except Exception as exc:
+            return self._get_deeper(key, exc)
+        self._first_hits += 1
+        return value
+
+    def _get_deeper(self, key: str, first_error: Optional[Exception]) -> Any:
+        """Look *key* up below the first layer (the first layer missed or failed)."""
+        if not isinstance(key, str):
+            raise key_type_error(key)
+        caches = self._caches
+        failed = [False] * len(caches)
+        if first_error is None:
+            self._misses[0] += 1
+        else:
+            failed[0] = True
+            self._failed(0, "get", first_error)
+        for index in range(1, len(caches)):
+            try:
+                value = caches[index].get(key)
+            except KeyError:
+                self._misses[index] += 1
+                continue
+            except TypeError:
+                raise
+            except Exception as exc:
+                failed[index] = True
+                self._failed(index, "get", exc)
+                continue
+            self._hits[index] += 1
+            for shallower in range(index):
+                if failed[shallower]:
+                    continue
+                try:
+                    caches[shallower].set(key, value)
+                except TypeError:
+                    raise
+                except Exception as exc:
+                    self._failed(shallower, "set", exc)
+            return value
+        raise KeyError(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return stored values for *keys*, asking each layer only for keys still missing."""
+        wanted = list(dict.fromkeys(keys))
+        for key in wanted:
+            if not isinstance(key, str):
+                raise key_type_error(key)
+        found: dict[str, Any] = {}
+        missing = wanted
+        caches = self._caches
+        failed = [False] * len(caches)
+        for index, cache in enumerate(caches):
+            if not missing:
+                break
+            try:
+                hits = cache.get_many(missing)
+            except TypeError:
+                raise
+            except Exception as exc:
+                failed[index] = True
+                self._failed(index, "get_many", exc)
+                continue
+            self._hits[index] += len(hits)
+            self._misses[index] += len(missing) - len(hits)
+            if not hits:
+                continue
+            found.update(hits)
+            for shallower in range(index):
+                if failed[shallower]:
+                    continue
+                try:
+                    caches[shallower].set_many(hits)
+                except TypeError:
+                    raise
+                except Exception as exc:
+                    self._failed(shallower, "set_many", exc)
+            missing = [key for key in missing if key not in hits]
+        if len(found) < 2:
+            return found
+        return {key: found[key] for key in wanted if key in found}
+
+    def keys(self) -> list[str]:
+        """Return the union of the keys of every layer that can list them."""
+        merged: dict[str, None] = {}
+        listed = False
+        for index, cache in enumerate(self._caches):
+            try:
+                layer_keys = cache.keys()
+            except NotImplementedError:
+                continue
+            except Exception as exc:
+                self._failed(index, "keys", exc)
+                listed = True
+                continue
+            listed = True
+            merged.update(dict.fromkeys(layer_keys))
+        if not listed:
+            raise NotImplementedError("no layer of this LayeredCache can list its keys")
+        return list(merged)
+
+    @property
+    def lists_keys(self) -> bool:
+        """Whether any layer can list its keys."""
+        return any(cache.lists_keys for cache in self._caches)
+
+    # -- writes --------------------------------------------------------------
+
+    def set(self, key: str, value: Any) -> None:
+        """Store *value* in every layer (failing layers are skipped with a warning)."""
+        if type(key) is not str:
+            key = check_key(key)
+        for index, cache in enumerate(self._caches):
+            try:
+                cache.set(key, value)
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "set", exc)
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store every item of *mapping* in every layer."""
+        for key in mapping:
+            if not isinstance(key, str):
+                raise key_type_error(key)
+        for index, cache in enumerate(self._caches):
+            try:
+                cache.set_many(mapping)
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "set_many", exc)
+
+    def remove(self, key: str) -> None:
+        """Remove *key* from every layer; ``KeyError`` only if no working layer had it."""
+        if type(key) is not str:
+            key = check_key(key)
+        removed = False
+        for index, cache in enumerate(self._caches):
+            try:
+                cache.remove(key)
+            except KeyError:
+                continue
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "remove", exc)
+                continue
+            removed = True
+        if not removed:
+            raise KeyError(key)
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Clear every layer.
+
+        A layer that cannot list its keys has the matching keys of the other
+        layers removed from it instead (gathered before anything is cleared).
+        """
+        regex = _compile(pattern)
+        caches = self._caches
+        unlisted = [index for index, cache in enumerate(caches) if not cache.lists_keys]
+        known: list[str] = []
+        if unlisted:
+            if len(unlisted) == len(caches):
+                raise NotImplementedError("no layer of this LayeredCache can list its keys")
+            known = [
+                key
+                for key in self.keys()
+                if regex is None or regex.search(key) is not None
+            ]
+        for index, cache in enumerate(caches):
+            try:
+                if index in unlisted:
+                    for key in known:
+                        try:
+                            cache.remove(key)
+                        except KeyError:
+                            continue
+                else:
+                    cache.clear(pattern)
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "clear", exc)
+
+    def close(self) -> None:
+        """Close every layer (a failing one is logged and skipped)."""
+        for index, cache in enumerate(self._caches):
+            try:
+                cache.close()
+            except Exception as exc:
+                self._failed(index, "close", exc)
+
+    def __repr__(self) -> str:
+        return f"LayeredCache({list(self._caches)!r})"
+
+
+class MemoryCache(Cache):
+    """A dict in this process: any value, no copies.
+
+    ``MemoryCache(max_entries=N)`` gives an :class:`LRUMemoryCache` that drops
+    the least recently used entries beyond *N*; the unbounded cache is a bare
+    dict behind ``get``/``set`` so it costs no more than a dict.
+    """
+
+    def __new__(cls, max_entries: Optional[int] = None) -> MemoryCache:
+        if max_entries is not None and cls is MemoryCache:
+            return super().__new__(LRUMemoryCache)
+        return super().__new__(cls)
+
+    def __init__(self, max_entries: Optional[int] = None) -> None:
+        if max_entries is not None:
+            raise ValueError("max_entries needs LRUMemoryCache")
+        self._data: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        """Return the value for *key*; ``KeyError`` if absent."""
+        try:
+            return self._data[key]
+        except KeyError:
+            if type(key) is not str:
+                check_key(key)
+            raise
+        except TypeError:
+            raise key_type_error(key) from None
+
+    def set(self, key: str, value: Any) -> None:
+        """Store *value* for *key*."""
+        try:
+            # ``key + ""`` is the cheapest str check: only str (and look-alikes
+            # whose + accepts str) pass, and str subclasses come out as str.
+            self._data[key + ""] = value
+        except TypeError:
+            raise key_type_error(key) from None
+
+    def remove(self, key: str) -> None:
+        """Remove *key*; ``KeyError`` if absent."""
+        try:
+            del self._data[key]
+        except KeyError:
+            if type(key) is not str:
+                check_key(key)
+            raise
+        except TypeError:
+            raise key_type_error(key) from None
+
+    def keys(self) -> list[str]:
+        """Return the keys."""
+        return list(self._data)
+
+    def values(self) -> list[Any]:
+        """Return the values."""
+        return list(self._data.values())
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Remove the keys matching *pattern*, or all."""
+        regex = _compile(pattern)
+        if regex is None:
+            self._data.clear()
+            return
+        search = regex.search
+        for key in [key for key in list(self._data) if search(key) is not None]:
+            self._data.pop(key, None)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the stored values for *keys*."""
+        data = self._data
+        found: dict[str, Any] = {}
+        for key in keys:
+            if type(key) is not str:
+                key = check_key(key)
+            value = data.get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store every item of *mapping*."""
+        for key in mapping:
+            if type(key) is not str:
+                check_key(key)
+        self._data.update({str(key): value for key, value in mapping.items()})
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<{len(self)} entries>)"
+
+
+class LRUMemoryCache(MemoryCache):
+    """A :class:`MemoryCache` holding at most *max_entries*, dropping the least recently used."""
+
+    def __init__(self, max_entries: Optional[int] = None) -> None:
+        if max_entries is None or max_entries < 1:
+            raise ValueError(f"max_entries must be a positive int, not {max_entries!r}")
+        self.max_entries = max_entries
+        self._lru: OrderedDict[str, Any] = OrderedDict()
+        self._data = self._lru
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        """Return the value for *key* and mark it most recently used."""
+        with self._lock:
+            try:
+                value = self._lru[key]
+            except KeyError:
+                if type(key) is not str:
+                    check_key(key)
+                raise
+            except TypeError:
+                raise key_type_error(key) from None
+            self._lru.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: Any) -> None:
+        """Store *value*, dropping the least recently used entries beyond the bound."""
+        if type(key) is not str:
+            key = check_key(key)
+        with self._lock:
+            lru = self._lru
+            lru[key] = value
+            lru.move_to_end(key)
+            while len(lru) > self.max_entries:
+                lru.popitem(last=False)
+
+    def remove(self, key: str) -> None:
+        """Remove *key*; ``KeyError`` if absent."""
+        with self._lock:
+            MemoryCache.remove(self, key)
+
+    def keys(self) -> list[str]:
+        """Return the keys, least recently used first."""
+        with self._lock:
+            return list(self._lru)
+
+    def values(self) -> list[Any]:
+        """Return the values, least recently used first."""
+        with self._lock:
+            return list(self._lru.values())
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Remove the keys matching *pattern*, or all."""
+        with self._lock:
+            MemoryCache.clear(self, pattern)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the stored values for *keys* and mark them used."""
+        found: dict[str, Any] = {}
+        with self._lock:
+            lru = self._lru
+            for key in keys:
+                if type(key) is not str:
+                    key = check_key(key)
+                value = lru.get(key, _MISSING)
+                if value is not _MISSING:
+                    lru.move_to_end(key)
+                    found[key] = value
+        return found
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store every item of *mapping*."""
+        for key, value in mapping.items():
+            self.set(key, value)
+
+    def __repr__(self) -> str:
+        return f"LRUMemoryCache(max_entries={self.max_entries}, <{len(self)} entries>)"

@@ -1,0 +1,240 @@
+"""The Entity: a ShotGrid entity dict that knows its session.
+
+An :class:`Entity` is a real ``dict`` (``{"type": ..., "id": ..., fields}``) so it
+passes anywhere code written for ``shotgun_api3`` expects an entity.  A session
+keeps one instance per ``(type, id)``; new data is merged into it, links point
+at other instances, and reading a missing field with ``entity["field"]``
+fetches it when the session auto-populates.
+"""
+
+from __future__ import annotations
+
+import pprint as _pprint
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
+
+__all__ = ["NOT_SET", "Entity", "NotSetType"]
+
+
+class NotSetType:
+    """The type of :data:`NOT_SET`: a field the entity does not hold."""
+
+    _instance: Optional[NotSetType] = None
+
+    def __new__(cls) -> NotSetType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_SET"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOT_SET"
+
+
+#: What ``entity["field"]`` gives for a missing field when auto-populate is off.
+NOT_SET = NotSetType()
+
+EntityKey = tuple[str, int]
+
+
+class Entity(dict):  # type: ignore[type-arg]
+    """A ShotGrid entity: a ``dict`` of ``type``, ``id`` and fields, tied to a session."""
+
+    __slots__ = ("session", "backrefs", "_fetched_at", "_exists", "__weakref__")
+
+    session: Session
+    #: Entities that link to this one: ``{(their type, their field): {entity, ...}}``.
+    backrefs: dict[tuple[str, str], set[Entity]]
+
+    def __init__(self, session: Session, type_: str, id_: int) -> None:
+        dict.__init__(self, type=type_, id=id_)
+        self.session = session
+        self.backrefs = {}
+        self._fetched_at = 0.0
+        self._exists: Optional[bool] = None
+
+    # -- identity ----------------------------------------------------------
+    @property
+    def type(self) -> str:
+        """The entity type, e.g. ``"Shot"``."""
+        return dict.__getitem__(self, "type")  # type: ignore[no-any-return]
+
+    @property
+    def id(self) -> int:
+        """The entity id."""
+        return dict.__getitem__(self, "id")  # type: ignore[no-any-return]
+
+    @property
+    def key(self) -> EntityKey:
+        """``(type, id)``: what makes this entity unique in its session."""
+        return (dict.__getitem__(self, "type"), dict.__getitem__(self, "id"))
+
+    @property
+    def minimal(self) -> dict[str, Any]:
+        """A plain ``{"type", "id"}`` dict, as ShotGrid expects a link."""
+        return {"type": dict.__getitem__(self, "type"), "id": dict.__getitem__(self, "id")}
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Entity):
+            return self is other or self.key == other.key
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    # -- field access --------------------------------------------------------
+    def __getitem__(self, field: str) -> Any:
+        try:
+            return dict.__getitem__(self, field)
+        except KeyError:
+            return self.session._populate(self, field)
+
+    def fetch(
+        self,
+        fields: Union[str, Iterable[str]],
+        default: Any = None,
+        force: bool = False,
+    ) -> Any:
+        """Return field value(s), asking ShotGrid for any this entity lacks.
+
+        One field name gives one value; a list of names gives a tuple.
+        """
+        names = [fields] if isinstance(fields, str) else list(fields)
+        self.session.fetch([self], names, force=force)
+        values = tuple(dict.get(self, name, default) for name in names)
+        return values[0] if isinstance(fields, str) else values
+
+    def fetch_core(self) -> None:
+        """Make sure the session's important fields for this type are here."""
+        self.session.fetch_core([self])
+
+    def fetch_backrefs(self, entity_type: str, field: str) -> set[Entity]:
+        """Find the entities of *entity_type* whose *field* links here."""
+        self.session.fetch_backrefs([self], entity_type, field)
+        return set(self.backrefs.get((entity_type, field), ()))
+
+    def fetch_heirarchy(self) -> list[Entity]:
+        """Fetch every entity above this one, up to the project."""
+        return self.session.fetch_heirarchy([self])
+
+    fetch_hierarchy = fetch_heirarchy
+
+    def exists(self, check: bool = True, force: bool = False) -> Optional[bool]:
+        """Whether the entity exists (is not retired); ``None`` when unknown."""
+        if force or (check and self._exists is None):
+            self.session.filter_exists([self], check=True, force=force)
+        return self._exists
+
+    def parent(self, fetch: bool = True) -> Optional[Entity]:
+        """The entity above this one (Task -> Shot -> Sequence -> Project)."""
+        field = self.session.parent_fields.get(self.type)
+        if field is None:
+            return None
+        if fetch and field not in self:
+            self.session.fetch([self], [field])
+        value = dict.get(self, field)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        return value if isinstance(value, Entity) else None
+
+    def project(self, fetch: bool = True) -> Optional[Entity]:
+        """The project this entity belongs to (itself for a Project)."""
+        if self.type == "Project":
+            return self
+        if fetch and "project" not in self:
+            self.session.fetch([self], ["project"])
+        value = dict.get(self, "project")
+        if isinstance(value, Entity):
+            return value
+        parent = self.parent(fetch=fetch)
+        return parent.project(fetch=fetch) if parent is not None else None
+
+    # -- conversion ---------------------------------------------------------
+    def as_dict(self, _seen: Optional[set[EntityKey]] = None) -> dict[str, Any]:
+        """This entity and its links as plain dicts, each entity in full only once."""
+        seen = set() if _seen is None else _seen
+        seen.add(self.key)
+        return {name: _plain(value, seen) for name, value in dict.items(self)}
+
+    def pprint(self, backrefs: bool = False, depth: int = 0) -> None:
+        """Print this entity with its links (and backrefs if asked)."""
+        print(self._pformat(backrefs, depth, set()))
+
+    def _pformat(self, backrefs: bool, depth: int, seen: set[EntityKey]) -> str:
+        pad = "  " * depth
+        head = f"{self.type}:{self.id}"
+        if self.key in seen:
+            return head + " ..."
+        seen.add(self.key)
+        lines = [head + " {"]
+        for name in sorted(k for k in dict.keys(self) if k not in ("type", "id")):
+            value = dict.__getitem__(self, name)
+            if isinstance(value, Entity):
+                text = value._pformat(backrefs, depth + 1, seen)
+            elif isinstance(value, list) and any(isinstance(v, Entity) for v in value):
+                parts = [
+                    v._pformat(backrefs, depth + 2, seen) if isinstance(v, Entity) else repr(v)
+                    for v in value
+                ]
+                text = "[\n" + ",\n".join(f"{pad}    {p}" for p in parts) + f"\n{pad}  ]"
+            else:
+                text = _pprint.pformat(value)
+            lines.append(f"{pad}  {name} = {text}")
+        if backrefs:
+            for (btype, bfield), refs in sorted(self.backrefs.items()):
+                names = ", ".join(f"{r.type}:{r.id}" for r in sorted(refs, key=lambda e: e.id))
+                lines.append(f"{pad}  <- {btype}.{bfield}: {names}")
+        lines.append(pad + "}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, value in dict.items(self):
+            parts.append(f"{name!r}: {_short_repr(value)}")
+        return "{" + ", ".join(parts) + "}"
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return self.as_dict()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (dict, (self.as_dict(),))
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, Entity):
+        name = dict.get(value, "name", dict.get(value, "code"))
+        extra = "" if name is None else f", 'name': {name!r}"
+        return f"{{'type': {value.type!r}, 'id': {value.id!r}{extra}}}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short_repr(v) for v in value) + "]"
+    return repr(value)
+
+
+def _plain(value: Any, seen: set[EntityKey]) -> Any:
+    if isinstance(value, Entity):
+        if value.key in seen:
+            link = value.minimal
+            name = dict.get(value, "name")
+            if name is not None:
+                link["name"] = name
+            return link
+        return value.as_dict(seen)
+    if isinstance(value, Mapping):
+        return {k: _plain(v, seen) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, seen) for v in value]
+    return value

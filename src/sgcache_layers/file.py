@@ -1,0 +1,398 @@
+"""A persistent cache in a directory, on :mod:`diskcache` (SQLite plus value files).
+
+Safe for many threads and processes at once.  It stores ``str`` and ``bytes``
+only and never unpickles anything it reads, so a cache directory someone else
+could write to cannot run code in the tool that reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
+
+import diskcache
+from diskcache.core import EVICTION_POLICY, MODE_BINARY, MODE_RAW, MODE_TEXT, UNKNOWN
+
+from sgcache_layers.cache import (
+    Cache,
+    CacheBackendError,
+    Pattern,
+    _compile,
+    check_key,
+    key_type_error,
+    logger,
+)
+
+__all__ = ["FileCache"]
+
+_T = TypeVar("_T")
+_MISSING: Any = object()
+_UNREADABLE_KEY: Any = object()
+_DB_ERRORS = (sqlite3.Error, OSError)
+_DBNAME = "cache.db"
+_BATCH = 500
+
+
+class _RefusedRecord(Exception):
+    """A stored record this cache will not read (pickled, or pointing outside the cache)."""
+
+
+def _value_type_error(value: object) -> TypeError:
+    return TypeError(f"FileCache stores str or bytes values, not {type(value).__name__}")
+
+
+class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
+    """diskcache serialisation limited to ``str``/``bytes``, with pickle refused both ways.
+
+    Keys and values are stored natively (never pickled); a record whose mode
+    says pickle is refused instead of loaded; value files are created private
+    and must lie inside the cache directory.
+    """
+
+    file_mode = 0o600
+    dir_mode = 0o700
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        """Return the database form of *key*: the ``str`` itself, raw."""
+        if type(key) is str:
+            return key, True
+        raise key_type_error(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        """Return a stored key; a pickled (non-raw) key is never loaded."""
+        if raw:
+            return key
+        return _UNREADABLE_KEY
+
+    def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, Any, Any]:
+        """Return ``(size, mode, filename, db_value)`` for a ``str`` or ``bytes`` value."""
+        value_type = type(value)
+        if read:
+            raise TypeError("FileCache does not store file objects")
+        if value_type is str:
+            if len(value) < self.min_file_size:
+                return 0, MODE_RAW, None, value
+            data = value.encode("utf-8")
+            mode = MODE_TEXT
+        elif value_type is bytes:
+            if len(value) < self.min_file_size:
+                return 0, MODE_RAW, None, sqlite3.Binary(value)
+            data = value
+            mode = MODE_BINARY
+        else:
+            raise _value_type_error(value)
+        filename, full_path = self.filename(key, value)
+        self._write_private(full_path, data)
+        return len(data), mode, filename, None
+
+    def _write_private(self, full_path: str, data: bytes) -> None:
+        """Write *data* to a new file readable by its owner only."""
+        directory = os.path.dirname(full_path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        for attempt in range(10):
+            _make_dirs(directory, self.dir_mode)
+            try:
+                fd = os.open(full_path, flags, self.file_mode)
+            except FileNotFoundError:
+                # Another process removed the emptied directory meanwhile.
+                if attempt == 9:
+                    raise
+                continue
+            with os.fdopen(fd, "wb") as writer:
+                writer.write(data)
+            return
+
+    def _inside(self, filename: Any) -> str:
+        """Return the full path of *filename*, refusing one outside the cache directory."""
+        if type(filename) is not str or os.path.isabs(filename):
+            raise _RefusedRecord("value file path is not relative")
+        normal = os.path.normpath(filename)
+        if normal == os.pardir or normal.startswith(os.pardir + os.sep):
+            raise _RefusedRecord("value file path leaves the cache directory")
+        return os.path.join(self._directory, normal)
+
+    def fetch(self, mode: int, filename: Any, value: Any, read: bool) -> Any:
+        """Return a stored ``str``/``bytes`` value; refuse pickles and anything else."""
+        if mode == MODE_RAW:
+            value_type = type(value)
+            if value_type is str or value_type is bytes:
+                return value
+            raise _RefusedRecord(f"stored value is a {value_type.__name__}, not str or bytes")
+        if read:
+            raise _RefusedRecord("file handles are not served")
+        if mode in (MODE_BINARY, MODE_TEXT):
+            with open(self._inside(filename), "rb") as reader:
+                data = reader.read()
+            return data if mode == MODE_BINARY else data.decode("utf-8")
+        raise _RefusedRecord(f"stored value has mode {mode!r} (pickled?), which is never loaded")
+
+    def remove(self, file_path: Any) -> None:
+        """Remove a value file, but only one inside the cache directory."""
+        try:
+            self._inside(file_path)
+        except _RefusedRecord:
+            return
+        super().remove(file_path)
+
+
+def _make_dirs(path: str, mode: int) -> None:
+    """Create *path* and its missing parents, each with *mode*."""
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            continue
+        os.chmod(directory, mode)
+
+
+def _prepare_directory(path: str, mode: int) -> None:
+    """Create the cache directory private, or tighten one of ours that is too open."""
+    _make_dirs(path, mode)
+    current = os.stat(path).st_mode & 0o777
+    if current & ~mode == 0:
+        return
+    # Only tighten a directory that is empty or already a cache: never chmod
+    # a shared folder (say /tmp) that was passed by mistake.
+    entries = os.listdir(path)
+    if not entries or _DBNAME in entries:
+        try:
+            os.chmod(path, current & mode)
+            return
+        except OSError:
+            pass
+    logger.warning(
+        "file cache directory %s is open to other users (mode %o); its data may be readable",
+        path,
+        current,
+    )
+
+
+def _chmod_quietly(path: str, mode: int) -> None:
+    try:
+        if os.stat(path).st_mode & 0o777 & ~mode:
+            os.chmod(path, mode)
+    except OSError:
+        pass
+
+
+class FileCache(Cache):
+    """Persistent ``str`` -> ``str``/``bytes`` cache in the directory *path*.
+
+    Values come back exactly as stored (``str`` as ``str``, ``bytes`` as
+    ``bytes``); other values raise ``TypeError`` (wrap in a
+    :class:`~sgcache_layers.cache.SerialisedCache` to store structures).
+    A record that is pickled (planted by another writer, or left by plain
+    diskcache) is never loaded: it reads as a miss with a logged warning.
+
+    The directory and its parents are created with *permissions* (default
+    ``0o700``) and files with the same bits less execute.  SQLite waits up to
+    *timeout* seconds for a lock and a timed-out operation is tried *retries*
+    more times.  Any SQLite or OS failure (a corrupt database, a full disk)
+    raises :class:`~sgcache_layers.cache.CacheBackendError` naming the path.
+
+    *size_limit* (bytes), *eviction_policy* and any other diskcache setting in
+    *settings* pass through to :class:`diskcache.Cache`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 60.0,
+        retries: int = 2,
+        size_limit: Optional[int] = None,
+        eviction_policy: Optional[str] = None,
+        permissions: int = 0o700,
+        **settings: Any,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.retries = retries
+        self.permissions = permissions & 0o777
+        file_mode = self.permissions & 0o666
+        if size_limit is not None:
+            settings["size_limit"] = size_limit
+        if eviction_policy is not None:
+            settings["eviction_policy"] = eviction_policy
+        try:
+            _prepare_directory(self.path, self.permissions)
+            database = os.path.join(self.path, _DBNAME)
+            # An empty file is a valid empty database: creating it here fixes
+            # its mode, which SQLite copies to its -wal and -shm files.
+            os.close(os.open(database, os.O_RDWR | os.O_CREAT, file_mode))
+            self._cache = diskcache.Cache(self.path, timeout=timeout, disk=_SafeDisk, **settings)
+        except (*_DB_ERRORS, diskcache.Timeout) as exc:
+            raise CacheBackendError(f"cannot open the file cache at {self.path}: {exc}") from exc
+        disk = self._cache.disk
+        disk.file_mode = file_mode
+        disk.dir_mode = self.permissions
+        for suffix in ("", "-wal", "-shm"):
+            _chmod_quietly(database + suffix, file_mode)
+        self._native_get_many = (
+            hasattr(self._cache, "_sql")
+            and not self._cache.statistics
+            and EVICTION_POLICY.get(self._cache.eviction_policy, {}).get("get", 1) is None
+        )
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _run(self, operation: str, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Call *function*, retrying on a lock time-out and wrapping store errors."""
+        attempt = 0
+        while True:
+            try:
+                return function(*args, **kwargs)
+            except diskcache.Timeout as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise CacheBackendError(
+                        f"the file cache at {self.path} stayed locked during {operation}"
+                    ) from exc
+            except _DB_ERRORS as exc:
+                raise CacheBackendError(
+                    f"the file cache at {self.path} failed during {operation}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+
+    def _refused(self, key: str, exc: _RefusedRecord) -> None:
+        logger.warning(
+            "file cache at %s: refusing to load the record for key %r, treating it as a miss: %s",
+            self.path,
+            key,
+            exc,
+        )
+
+    # -- Cache API -----------------------------------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the ``str``/``bytes`` stored for *key*; ``KeyError`` if absent or refused."""
+        if type(key) is not str:
+            key = check_key(key)
+        try:
+            value = self._cache.get(key, _MISSING)
+        except Exception:
+            try:
+                value = self._run("get", self._cache.get, key, _MISSING)
+            except _RefusedRecord as exc:
+                self._refused(key, exc)
+                raise KeyError(key) from None
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def set(self, key: str, value: Any) -> None:
+        """Store the ``str`` or ``bytes`` *value* for *key*."""
+        if type(key) is not str:
+            key = check_key(key)
+        value_type = type(value)
+        if value_type is not str and value_type is not bytes:
+            raise _value_type_error(value)
+        try:
+            self._cache.set(key, value)
+        except Exception:
+            self._run("set", self._cache.set, key, value)
+
+    def remove(self, key: str) -> None:
+        """Remove *key*; ``KeyError`` if absent."""
+        if type(key) is not str:
+            key = check_key(key)
+        if not self._run("remove", self._cache.delete, key):
+            raise KeyError(key)
+
+    def keys(self) -> list[str]:
+        """Return the stored keys (in key order)."""
+
+        def collect() -> list[str]:
+            return [key for key in self._cache.iterkeys() if type(key) is str]
+
+        return self._run("keys", collect)
+
+    def clear(self, pattern: Pattern = None) -> None:
+        """Remove the keys matching the regular expression *pattern*, or all."""
+        regex = _compile(pattern)
+        if regex is None:
+            self._run("clear", self._cache.clear)
+            return
+        search = regex.search
+        doomed = [key for key in self.keys() if search(key) is not None]
+        for start in range(0, len(doomed), _BATCH):
+            self._run("clear", self._delete_batch, doomed[start : start + _BATCH])
+
+    def _delete_batch(self, keys: list[str]) -> None:
+        cache = self._cache
+        with cache.transact():
+            for key in keys:
+                cache.delete(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return the stored values for *keys* (one query per 500 keys when possible)."""
+        wanted = list(dict.fromkeys(check_key(key) for key in keys))
+        if not wanted:
+            return {}
+        if not self._native_get_many:
+            return Cache.get_many(self, wanted)
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), _BATCH):
+            self._run("get_many", self._select_many, wanted[start : start + _BATCH], found)
+        if len(found) < 2:
+            return found
+        return {key: found[key] for key in wanted if key in found}
+
+    def _select_many(self, keys: list[str], found: dict[str, Any]) -> None:
+        """Read *keys* with one SELECT into *found* (diskcache's read path, batched)."""
+        placeholders = ",".join("?" * len(keys))
+        query = (
+            "SELECT key, mode, filename, value FROM Cache"
+            f" WHERE raw = 1 AND key IN ({placeholders})"
+            " AND (expire_time IS NULL OR expire_time > ?)"
+        )
+        rows = self._cache._sql(query, (*keys, time.time())).fetchall()
+        fetch = self._cache.disk.fetch
+        for key, mode, filename, value in rows:
+            if type(key) is not str:
+                continue
+            try:
+                found[key] = fetch(mode, filename, value, False)
+            except _RefusedRecord as exc:
+                self._refused(key, exc)
+            except FileNotFoundError:
+                continue  # removed by another process since the SELECT
+
+    def set_many(self, mapping: Mapping[str, Any]) -> None:
+        """Store every item of *mapping* in one transaction."""
+        items = []
+        for key, value in mapping.items():
+            value_type = type(value)
+            if value_type is not str and value_type is not bytes:
+                raise _value_type_error(value)
+            items.append((check_key(key), value))
+        if items:
+            self._run("set_many", self._set_batch, items)
+
+    def _set_batch(self, items: list[tuple[str, Any]]) -> None:
+        cache = self._cache
+        with cache.transact():
+            for key, value in items:
+                cache.set(key, value)
+
+    def close(self) -> None:
+        """Close this thread's database connection (it reopens on next use)."""
+        try:
+            self._cache.close()
+        except _DB_ERRORS as exc:
+            logger.debug("closing the file cache at %s: %s", self.path, exc)
+
+    def __len__(self) -> int:
+        return int(self._run("len", len, self._cache))
+
+    def __repr__(self) -> str:
+        return f"FileCache({self.path!r})"

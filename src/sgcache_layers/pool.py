@@ -1,0 +1,87 @@
+"""ShotgunPool: one ``shotgun_api3.Shotgun`` per concurrent call.
+
+A ``Shotgun`` instance holds one HTTP connection and is not safe to share
+between threads.  The pool hands each call an idle clone of a prototype (same
+configuration object, its own connection) and takes it back afterwards, so a
+session can be used from many threads at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import threading
+from typing import Any, Callable
+
+__all__ = ["ShotgunPool"]
+
+
+class ShotgunPool:
+    """A thread-safe stand-in for a ``shotgun_api3.Shotgun``.
+
+    Attribute reads go to the prototype; method calls run on a pooled clone.
+    """
+
+    def __init__(self, prototype: Any, max_idle: int = 8) -> None:
+        self._prototype = prototype
+        self._idle: list[Any] = [prototype]
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+
+    @property
+    def prototype(self) -> Any:
+        """The ``Shotgun`` instance the pool was made from."""
+        return self._prototype
+
+    @property
+    def config(self) -> Any:
+        """The configuration shared by every pooled instance."""
+        return self._prototype.config
+
+    def _acquire(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        clone = copy.copy(self._prototype)
+        # A clone shares the config but must open its own connection.
+        if hasattr(clone, "_connection"):
+            clone._connection = None
+        return clone
+
+    def _release(self, instance: Any) -> None:
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(instance)
+                return
+        close = getattr(instance, "close", None)
+        if close is not None:
+            close()
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``instance.method(*args, **kwargs)`` on a pooled instance."""
+        instance = self._acquire()
+        try:
+            return getattr(instance, method)(*args, **kwargs)
+        finally:
+            self._release(instance)
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for instance in idle:
+            close = getattr(instance, "close", None)
+            if close is not None:
+                close()
+        self._idle.append(self._prototype)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._prototype, name)
+        if callable(value) and not name.startswith("_"):
+            method: Callable[..., Any] = functools.partial(self.call, name)
+            return method
+        return value
+
+    def __repr__(self) -> str:
+        base_url = getattr(self._prototype, "base_url", "?")
+        return f"<ShotgunPool {base_url}>"
