@@ -12,9 +12,17 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
-__all__ = ["TAG", "CodecError", "dumps", "loads"]
+__all__ = [
+    "TAG",
+    "CodecError",
+    "dumps",
+    "loads",
+    "make_decoder",
+    "pack_record",
+    "unpack_record",
+]
 
 #: The key that marks a tagged value inside encoded JSON.
 TAG = "__sgcl__"
@@ -96,16 +104,90 @@ def _make_hook(entity_hook: Optional[EntityHook]) -> Callable[[dict[str, Any]], 
     return hook
 
 
-_PLAIN_HOOK = _make_hook(None)
+def make_decoder(
+    entity_hook: Optional[EntityHook] = None, fast: bool = False
+) -> Callable[[Union[str, bytes]], Any]:
+    """Return a ``decode(text)`` function (decoders built once, reused).
+
+    With *fast*, text holding no tagged value is parsed by the C decoder alone,
+    skipping the per-object Python hook.
+    """
+    hooked = json.JSONDecoder(object_hook=_make_hook(entity_hook)).decode
+    plain = json.JSONDecoder().decode
+    marker = f'"{TAG}"'
+
+    def loads(text: Union[str, bytes]) -> Any:
+        try:
+            if not isinstance(text, str):
+                text = bytes(text).decode("utf-8")
+            if fast and marker not in text:
+                return plain(text)
+            return hooked(text)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise CodecError(f"cannot decode cached ShotGrid JSON: {error}") from None
+
+    return loads
 
 
-def loads(text: str | bytes, entity_hook: Optional[EntityHook] = None) -> Any:
+def pack_record(record: dict[str, Any]) -> dict[str, Any]:
+    """Move top-level datetime and date field values of a record into side lists.
+
+    ``{"f": {"updated_at": datetime}}`` becomes ``{"f": {"updated_at": "iso"},
+    "dt": ["updated_at"]}`` so the record decodes without a per-object hook.
+    """
+    fields = record.get("f")
+    if type(fields) is not dict:
+        return record
+    datetimes: list[str] = []
+    dates: list[str] = []
+    packed: Optional[dict[str, Any]] = None
+    for name, value in fields.items():
+        cls = value.__class__
+        if cls is _DATETIME or (cls is not _DATE and isinstance(value, _DATETIME)):
+            datetimes.append(name)
+        elif cls is _DATE:
+            dates.append(name)
+        else:
+            continue
+        if packed is None:
+            packed = dict(fields)
+        packed[name] = value.isoformat()
+    if packed is None:
+        return record
+    out = dict(record)
+    out["f"] = packed
+    if datetimes:
+        out["dt"] = datetimes
+    if dates:
+        out["da"] = dates
+    return out
+
+
+def unpack_record(data: Any) -> Any:
+    """Undo :func:`pack_record` (anything else passes through unchanged)."""
+    if type(data) is not dict or ("dt" not in data and "da" not in data):
+        return data
+    fields = data.get("f")
+    if type(fields) is not dict:
+        raise CodecError("a packed record has no field dict")
+    try:
+        for name in data.pop("dt", ()):
+            fields[name] = _DATETIME.fromisoformat(fields[name])
+        for name in data.pop("da", ()):
+            fields[name] = _DATE.fromisoformat(fields[name])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CodecError(f"a packed record has a bad date or time: {error}") from None
+    return data
+
+
+_PLAIN_LOADS = make_decoder(None)
+
+
+def loads(text: Union[str, bytes], entity_hook: Optional[EntityHook] = None) -> Any:
     """Decode JSON text written by :func:`dumps`.
 
     Raises :class:`CodecError` (never anything else) when the text is not valid.
     """
-    hook = _PLAIN_HOOK if entity_hook is None else _make_hook(entity_hook)
-    try:
-        return json.loads(text, object_hook=hook)
-    except (ValueError, TypeError, KeyError) as error:
-        raise CodecError(f"cannot decode cached ShotGrid JSON: {error}") from None
+    if entity_hook is None:
+        return _PLAIN_LOADS(text)
+    return make_decoder(entity_hook)(text)

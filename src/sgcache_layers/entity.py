@@ -48,34 +48,45 @@ EntityKey = tuple[str, int]
 class Entity(dict):  # type: ignore[type-arg]
     """A ShotGrid entity: a ``dict`` of ``type``, ``id`` and fields, tied to a session."""
 
-    __slots__ = ("session", "backrefs", "_fetched_at", "_exists", "__weakref__")
+    __slots__ = ("session", "_backrefs", "_fetched_at", "_exists", "_key", "_hash", "__weakref__")
 
     session: Session
-    #: Entities that link to this one: ``{(their type, their field): {entity, ...}}``.
-    backrefs: dict[tuple[str, str], set[Entity]]
 
     def __init__(self, session: Session, type_: str, id_: int) -> None:
-        dict.__init__(self, type=type_, id=id_)
+        # Kept lean: a warm start builds thousands of these from cached records.
+        setitem = dict.__setitem__
+        setitem(self, "type", type_)
+        setitem(self, "id", id_)
+        key = self._key = (type_, id_)
+        self._hash = hash(key)
         self.session = session
-        self.backrefs = {}
+        self._backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
         self._fetched_at = 0.0
         self._exists: Optional[bool] = None
+
+    @property
+    def backrefs(self) -> dict[tuple[str, str], set[Entity]]:
+        """Entities that link to this one: ``{(their type, their field): {entity, ...}}``."""
+        refs = self._backrefs
+        if refs is None:
+            refs = self._backrefs = {}
+        return refs
 
     # -- identity ----------------------------------------------------------
     @property
     def type(self) -> str:
         """The entity type, e.g. ``"Shot"``."""
-        return dict.__getitem__(self, "type")  # type: ignore[no-any-return]
+        return self._key[0]
 
     @property
     def id(self) -> int:
         """The entity id."""
-        return dict.__getitem__(self, "id")  # type: ignore[no-any-return]
+        return self._key[1]
 
     @property
     def key(self) -> EntityKey:
         """``(type, id)``: what makes this entity unique in its session."""
-        return (dict.__getitem__(self, "type"), dict.__getitem__(self, "id"))
+        return self._key
 
     @property
     def minimal(self) -> dict[str, Any]:
@@ -83,11 +94,11 @@ class Entity(dict):  # type: ignore[type-arg]
         return {"type": dict.__getitem__(self, "type"), "id": dict.__getitem__(self, "id")}
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return hash(self.key)
+        return self._hash
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Entity):
-            return self is other or self.key == other.key
+            return self is other or self._key == other._key
         return dict.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
@@ -192,7 +203,7 @@ class Entity(dict):  # type: ignore[type-arg]
                 text = _pprint.pformat(value)
             lines.append(f"{pad}  {name} = {text}")
         if backrefs:
-            for (btype, bfield), refs in sorted(self.backrefs.items()):
+            for (btype, bfield), refs in sorted((self._backrefs or {}).items()):
                 names = ", ".join(f"{r.type}:{r.id}" for r in sorted(refs, key=lambda e: e.id))
                 lines.append(f"{pad}  <- {btype}.{bfield}: {names}")
         lines.append(pad + "}")

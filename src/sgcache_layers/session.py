@@ -78,12 +78,22 @@ class SessionStats:
     """Counters a session keeps: requests by method, cache hits and misses by layer."""
 
     requests: Counter[str] = field(default_factory=Counter)
-    hits: Counter[str] = field(default_factory=Counter)
+    counted_hits: Counter[str] = field(default_factory=Counter)
     misses: Counter[str] = field(default_factory=Counter)
     stale_served: int = 0
     syncs: int = 0
     flushes: int = 0
     cache: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
+    identity_hits: Callable[[], int] = field(default=lambda: 0, repr=False, compare=False)
+
+    @property
+    def hits(self) -> Counter[str]:
+        """Answers served without ShotGrid: ``identity`` (live entities), ``cache``, ``query``."""
+        hits = Counter(self.counted_hits)
+        identity = self.identity_hits()
+        if identity:
+            hits["identity"] += identity
+        return hits
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -215,6 +225,10 @@ def _link_types(data: Any) -> set[str]:
     return found
 
 
+_MISSING: Any = object()
+_CONTAINERS = (dict, list, tuple)
+
+
 def _new_token() -> str:
     return f"{time.time_ns():x}-{secrets.token_hex(4)}"
 
@@ -298,7 +312,9 @@ class Session:
             )
         self.identity = ident
         self.cache_key_maker: KeyMaker = cache_key_maker or ObjectKeyMaker()
-        self.max_age = float(max_age)
+        self._max_age = float(max_age)
+        # [max_age, or -inf while the fast path is off; next sync time], read by get().
+        self._fast_state: list[float] = [-math.inf, math.inf]
         self.schema_max_age = float(schema_max_age)
         self.stale_if_error = stale_if_error
         self.sync_interval = sync_interval
@@ -310,11 +326,18 @@ class Session:
         self._state = _ThreadState()
         self._lock = threading.RLock()
         self._entities: dict[tuple[str, int], Entity] = {}
+        # The same entities indexed by type then id, for the hot path of get().
+        self._by_type: dict[str, dict[int, Entity]] = {}
         self._inflight: dict[str, _Inflight] = {}
         self._inflight_lock = threading.Lock()
         self._seen_gens: dict[str, str] = {}
         self._next_sync = math.inf if sync_interval is None else 0.0
+        self._hit_box = [0]
         self._closed = False
+        self._decoder = codec.make_decoder(self._decode_entity, fast=True)
+        self._mode_overrides = 0
+        self._update_fast()
+        self.get = self._make_fast_get()  # type: ignore[method-assign]
 
         self._base = f"sgcl{FORMAT_VERSION}|{self.site}|{self.identity}"
         self._epoch_key = self._base + "|epoch"
@@ -331,6 +354,7 @@ class Session:
             layers.append(extra)
         self.cache = LayeredCache(layers)
         self.stats.cache = self.cache
+        self.stats.identity_hits = lambda: self._hit_box[0]
         flat = _flatten(self.cache)
         self._local_layers = [layer for layer in flat if _is_local(layer)]
         shared = [layer for layer in flat if not _is_local(layer)]
@@ -391,6 +415,7 @@ class Session:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
         self._default_mode = value
         self._state.mode = None
+        self._update_fast()
 
     @contextlib.contextmanager
     def using_mode(self, mode: str) -> Iterator[None]:
@@ -399,21 +424,95 @@ class Session:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         previous = self._state.mode
         self._state.mode = mode
+        with self._lock:
+            self._mode_overrides += 1
+            self._update_fast()
         try:
             yield
         finally:
             self._state.mode = previous
+            with self._lock:
+                self._mode_overrides -= 1
+                self._update_fast()
+
+    def _update_fast(self) -> None:
+        """Whether :meth:`get` may answer from live entities without looking at modes."""
+        fast = self._default_mode == "cached" and self._mode_overrides == 0
+        self._fast_state[0] = self._max_age if fast else -math.inf
+
+    @property
+    def max_age(self) -> float:
+        """Seconds a cached answer stays fresh (``find(..., max_age=)`` overrides per call)."""
+        return self._max_age
+
+    @max_age.setter
+    def max_age(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or value < 0:
+            raise SessionConfigError(f"max_age must be a number of seconds >= 0, not {value!r}")
+        self._max_age = float(value)
+        self._update_fast()
+
+    @property
+    def _next_sync(self) -> float:
+        return self._fast_state[1]
+
+    @_next_sync.setter
+    def _next_sync(self, value: float) -> None:
+        self._fast_state[1] = value
+
+    def _make_fast_get(self) -> Callable[..., Any]:
+        """Build ``get``: live, fresh entities answer with no attribute look-ups at all.
+
+        This is the hottest call of a pipeline tool, so the common case runs in a
+        closure over the identity map instead of through the session's attributes.
+        """
+        by_type = self._by_type
+        state = self._fast_state
+        hits = self._hit_box
+        slow = self._get
+        one = self._get_one_cached
+        server = self._entities_from_server
+        clock = _time
+
+        def get(
+            entity_type: str, id_or_ids: Union[int, Sequence[int]], fetch: bool = True
+        ) -> Any:
+            try:
+                entity = by_type[entity_type][id_or_ids]  # type: ignore[index]
+            except (KeyError, TypeError):  # unknown, or a list of ids
+                pass
+            else:
+                now = clock()
+                # state[0] is -inf unless plain cached mode: then nothing is fresh here.
+                if entity._fetched_at > now - state[0] and now < state[1]:
+                    hits[0] += 1
+                    return entity
+            if (
+                id_or_ids.__class__ is int
+                and fetch
+                and state[0] != -math.inf
+                and clock() < state[1]
+            ):
+                # Cached mode, one id, no sync due: straight to the cache layers.
+                hit, found = one(entity_type, id_or_ids)  # type: ignore[arg-type]
+                if hit:
+                    return found
+                return server(entity_type, [id_or_ids]).get(id_or_ids)  # type: ignore[list-item,call-overload]
+            return slow(entity_type, id_or_ids, fetch)
+
+        get.__doc__ = Session.get.__doc__
+        return get
 
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
         """Return *data* as JSON text; entities become references with their fields."""
         if type(data) is dict and data.get("v") == FORMAT_VERSION and "k" in data:
-            return codec.dumps(data)
+            return codec.dumps(codec.pack_record(data))
         return codec.dumps(self._encodable(data, top=True))
 
     def decode(self, text: Union[str, bytes]) -> Any:
         """Decode text written by :meth:`encode`; entities are merged into this session."""
-        return codec.loads(text, entity_hook=self._decode_entity)
+        return codec.unpack_record(self._decoder(text))
 
     def _encodable(self, data: Any, top: bool) -> Any:
         if isinstance(data, Entity):
@@ -562,32 +661,51 @@ class Session:
 
     # ------------------------------------------------------------ identity map
     def _entity(self, entity_type: str, entity_id: int) -> Entity:
-        key = (entity_type, entity_id)
-        entity = self._entities.get(key)
-        if entity is None:
-            with self._lock:
-                entity = self._entities.get(key)
-                if entity is None:
-                    entity = Entity(self, entity_type, entity_id)
-                    self._entities[key] = entity
+        by_id = self._by_type.get(entity_type)
+        if by_id is not None:
+            entity = by_id.get(entity_id)
+            if entity is not None:
+                return entity
+        else:
+            by_id = self._by_type.setdefault(entity_type, {})
+        # setdefault is atomic: two threads racing here still share one instance.
+        entity = self._entities.setdefault(
+            (entity_type, entity_id), Entity(self, entity_type, entity_id)
+        )
+        by_id.setdefault(entity_id, entity)
         return entity
 
     def _link(self, value: Mapping[str, Any], over: Optional[bool]) -> Entity:
-        """Turn a link dict into the session's Entity, merging any fields it carries."""
-        if isinstance(value, Entity) and value.session is self:
-            return value
-        entity = self._entity(value["type"], value["id"])
-        extra = {k: v for k, v in value.items() if k not in ("type", "id")}
-        if extra:
-            self._merge_fields(entity, extra, over=over, links_only=True)
+        """Turn a link dict into the session's Entity, keeping what the link carries."""
+        if value.__class__ is Entity and value.session is self:  # type: ignore[attr-defined]
+            return value  # type: ignore[return-value]
+        entity_type, entity_id = value["type"], value["id"]
+        by_id = self._by_type.get(entity_type)
+        entity = by_id.get(entity_id) if by_id is not None else None
+        if entity is None:
+            entity = self._entity(entity_type, entity_id)
+        if len(value) == 3 and "name" in value:
+            # The common link {type, id, name}: the display name is always current.
+            name = value["name"]
+            if dict.get(entity, "name", _MISSING) != name:
+                dict.__setitem__(entity, "name", name)
+            return entity
+        for key, extra in value.items():
+            if key == "type" or key == "id":
+                continue
+            # A link's display name is always current; other extras only fill gaps.
+            if key == "name" or not dict.__contains__(entity, key):
+                dict.__setitem__(entity, key, self._convert(extra, over))
         return entity
 
     def _convert(self, value: Any, over: Optional[bool]) -> Any:
-        if isinstance(value, Mapping):
-            if _is_link(value) or isinstance(value, Entity):
+        """A copy of a raw value with links turned into entities (never shares containers)."""
+        cls = value.__class__
+        if cls is dict or cls is Entity:
+            if "id" in value and "type" in value and (cls is Entity or _is_link(value)):
                 return self._link(value, over)
             return {k: self._convert(v, over) for k, v in value.items()}
-        if isinstance(value, list):
+        if cls is list or cls is tuple:
             return [self._convert(v, over) for v in value]
         return value
 
@@ -596,45 +714,68 @@ class Session:
         entity: Entity,
         fields: Mapping[str, Any],
         over: Optional[bool],
-        links_only: bool = False,
     ) -> None:
         """Merge raw field values into *entity*; the caller holds the lock."""
         if over is None:
-            new_time = fields.get("updated_at")
-            old_time = dict.get(entity, "updated_at")
             over = True
-            if new_time is not None and old_time is not None:
-                with contextlib.suppress(TypeError):
-                    over = not new_time < old_time
-        deep: list[tuple[str, Any]] = []
-        linked_heads: set[str] = set()
+            new_time = fields.get("updated_at")
+            if new_time is not None:
+                old_time = dict.get(entity, "updated_at")
+                if old_time is not None:
+                    try:
+                        over = not new_time < old_time
+                    except TypeError:  # naive against aware: cannot tell, take the new
+                        pass
+        contains = dict.__contains__
+        setitem = dict.__setitem__
+        deep: Optional[list[tuple[str, Any]]] = None
+        linked_heads: Optional[set[str]] = None
         for name, value in fields.items():
-            if name in ("type", "id"):
+            if name == "type" or name == "id":
                 continue
-            if not over and dict.__contains__(entity, name):
+            if not over and contains(entity, name):
                 continue
-            if links_only and name != "name" and dict.__contains__(entity, name):
-                continue
-            converted = self._convert(_copy_value(value), over)
-            dict.__setitem__(entity, name, converted)
+            cls = value.__class__
+            if cls is dict:
+                value = (
+                    self._link(value, over)
+                    if value.get("id").__class__ is int and value.get("type").__class__ is str
+                    else self._convert(value, over)
+                )
+                cls = value.__class__
+            elif cls is list or cls is tuple or cls is Entity:
+                value = self._convert(value, over)
+                cls = value.__class__
+            setitem(entity, name, value)
             if "." in name:
-                deep.append((name, converted))
-            elif not links_only:
-                self._add_backrefs(entity, name, converted)
-                if isinstance(converted, Entity):
-                    linked_heads.add(name)
-        if linked_heads:
+                if deep is None:
+                    deep = []
+                deep.append((name, value))
+            elif cls is Entity:
+                refs = value.backrefs.get((entity._key[0], name))
+                if refs is None:
+                    refs = value.backrefs[(entity._key[0], name)] = set()
+                refs.add(entity)
+                if linked_heads is None:
+                    linked_heads = set()
+                linked_heads.add(name)
+            elif cls is list:
+                self._add_backrefs(entity, name, value)
+        if linked_heads is not None:
             # A newly known link also receives deep values held from earlier answers.
-            merged = {name for name, _ in deep}
+            merged = {name for name, _ in deep} if deep else set()
             for name in list(dict.keys(entity)):
                 if "." in name and name not in merged and name.split(".", 1)[0] in linked_heads:
+                    if deep is None:
+                        deep = []
                     deep.append((name, dict.__getitem__(entity, name)))
-        for name, value in deep:
-            # "entity.Shot.code" is also merged into the linked Shot as "code".
-            head, link_type, rest = (name.split(".", 2) + ["", ""])[:3]
-            target = dict.get(entity, head)
-            if rest and isinstance(target, Entity) and target.type == link_type:
-                self._merge_fields(target, {rest: value}, over=over)
+        if deep:
+            for name, value in deep:
+                # "entity.Shot.code" is also merged into the linked Shot as "code".
+                head, link_type, rest = (name.split(".", 2) + ["", ""])[:3]
+                target = dict.get(entity, head)
+                if rest and isinstance(target, Entity) and target.type == link_type:
+                    self._merge_fields(target, {rest: value}, over=over)
 
     @staticmethod
     def _add_backrefs(entity: Entity, field_name: str, value: Any) -> None:
@@ -755,17 +896,15 @@ class Session:
 
         A fresh record in any cache layer answers without a request.
         """
+        return self._get(entity_type, id_or_ids, fetch)
+
+    def _get(
+        self,
+        entity_type: str,
+        id_or_ids: Union[int, Sequence[int]],
+        fetch: bool = True,
+    ) -> Any:
         if id_or_ids.__class__ is int:
-            entity = self._entities.get((entity_type, id_or_ids))  # type: ignore[arg-type]
-            now = _time()
-            if (
-                entity is not None
-                and entity._fetched_at + self.max_age > now
-                and self._next_sync > now
-                and (self._state.mode or self._default_mode) == "cached"
-            ):
-                self.stats.hits["identity"] += 1
-                return entity
             return self._get_many(entity_type, [id_or_ids], fetch)[0]  # type: ignore[list-item]
         if isinstance(id_or_ids, (list, tuple)):
             return self._get_many(entity_type, list(id_or_ids), fetch)
@@ -777,6 +916,14 @@ class Session:
                 raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
         self._maybe_sync()
         mode = self.mode
+        if mode == "cached" and len(ids) == 1:
+            # One id, the usual case: skip the batch bookkeeping below.
+            hit, entity = self._get_one_cached(entity_type, ids[0])
+            if hit:
+                return [entity]
+            if not fetch:
+                return [self._entity(entity_type, ids[0])]
+            return [self._entities_from_server(entity_type, ids).get(ids[0])]
         now = _time()
         found: dict[int, Optional[Entity]] = {}
         if mode != "direct":
@@ -785,7 +932,7 @@ class Session:
                 if entity is not None and (
                     mode == "offline" or entity._fetched_at + self.max_age > now
                 ) and entity._exists is not False and entity._fetched_at:
-                    self.stats.hits["identity"] += 1
+                    self.stats.counted_hits["identity"] += 1
                     found[entity_id] = entity
             wanted = [i for i in dict.fromkeys(ids) if i not in found]
             if wanted:
@@ -798,11 +945,73 @@ class Session:
                 found.setdefault(entity_id, self._entity(entity_type, entity_id))
         return [found.get(i) for i in ids]
 
+    def _get_one_cached(self, entity_type: str, entity_id: int) -> tuple[bool, Optional[Entity]]:
+        """``(True, entity_or_None)`` when memory or a cache layer answers for one entity."""
+        entity = self._entities.get((entity_type, entity_id))
+        now = _time()
+        if entity is not None and entity._exists is not False and (
+            entity._fetched_at + self.max_age > now
+        ):
+            self._hit_box[0] += 1
+            return True, entity
+        try:
+            record = self.cache.get(f"{self._ns}|e|{entity_type}|{entity_id}")
+        except KeyError:
+            record = None
+        except Exception as error:
+            log.warning("cache read failed: %s", error)
+            record = None
+        if (
+            type(record) is not dict
+            or record.get("v") != FORMAT_VERSION
+            or record["t"] + self.max_age <= now
+        ):
+            self.stats.misses["cache"] += 1
+            return False, None
+        kind = record.get("k")
+        if kind == "x":
+            self.stats.counted_hits["cache"] += 1
+            return True, None
+        if kind != "e":
+            self.stats.misses["cache"] += 1
+            return False, None
+        if entity is None:
+            entity = self._entity(entity_type, entity_id)
+        with self._lock:
+            self._merge_record(entity, record)
+        self.stats.counted_hits["cache"] += 1
+        return True, entity
+
+    def _merge_record(self, entity: Entity, record: dict[str, Any]) -> None:
+        """Merge a stored entity record; the caller holds the lock."""
+        fields = record["f"]
+        if len(entity) == 2:
+            # A brand-new instance (type and id only): copy the record at C speed,
+            # then convert only what needs it (links, containers, deep keys).
+            dict.update(entity, fields)
+            rest = {
+                name: value
+                for name, value in fields.items()
+                if value.__class__ in _CONTAINERS or "." in name
+            }
+            if rest:
+                self._merge_fields(entity, rest, over=True)
+        else:
+            self._merge_fields(entity, fields, over=None)
+        if record["t"] > entity._fetched_at:
+            entity._fetched_at = record["t"]
+        entity._exists = True
+
     def _entities_from_cache(
         self, entity_type: str, ids: list[int], any_age: bool
     ) -> dict[int, Optional[Entity]]:
         keys = {self._entity_key(entity_type, i): i for i in ids}
-        records = self._try(self.cache.get_many, list(keys)) or {}
+        if len(keys) == 1:
+            (only,) = keys
+            value = self._try(self.cache.get, only)
+            records = {} if value is None else {only: value}
+        else:
+            records = self._try(self.cache.get_many, list(keys)) or {}
         now = _time()
         out: dict[int, Optional[Entity]] = {}
         with self._lock:
@@ -819,12 +1028,9 @@ class Session:
                 if kind != "e":
                     continue
                 entity = self._entity(entity_type, entity_id)
-                self._merge_fields(entity, value["f"], over=None)
-                if value["t"] > entity._fetched_at or not entity._fetched_at:
-                    entity._fetched_at = value["t"]
-                entity._exists = True
+                self._merge_record(entity, value)
                 out[entity_id] = entity
-        self.stats.hits["cache"] += len(out)
+        self.stats.counted_hits["cache"] += len(out)
         self.stats.misses["cache"] += len(ids) - len(out)
         return out
 
@@ -1056,7 +1262,7 @@ class Session:
             key = self._call_key(key_kind, entity_type, call)
             answer = self._answer_from_record(key, None, fields, kind, math.inf)
             if answer is not None:
-                self.stats.hits["query"] += 1
+                self.stats.counted_hits["query"] += 1
                 return answer[0]
             self.stats.misses["query"] += 1
             return [] if kind == "find" else None
@@ -1065,7 +1271,7 @@ class Session:
         if mode == "cached":
             answer = self._answer_from_record(key, gens, fields, kind, age)
             if answer is not None:
-                self.stats.hits["query"] += 1
+                self.stats.counted_hits["query"] += 1
                 return answer[0]
         self.stats.misses["query"] += 1
 
@@ -1522,6 +1728,7 @@ class Session:
         self._try(self.cache.caches[0].clear)
         with self._lock:
             self._entities.clear()
+            self._by_type.clear()
             self._seen_gens.clear()
 
     def close(self) -> None:
