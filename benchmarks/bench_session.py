@@ -24,7 +24,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from pathlib import Path
 from typing import Any
 
 from sgcache_layers import FileCache, MemoryCache, SerialisedCache, Session
@@ -111,8 +110,14 @@ def bench_disk(
     with Session(server.client(), cache=cache_maker(path)) as session:
         session.get("Shot", ids)
         keys = [session._entity_key("Shot", i) for i in ids]
-    common = {"url": server.url, "script": server.script_name, "key": server.api_key,
-              "path": path, "ids": ids, "keys": keys}
+    common = {
+        "url": server.url,
+        "script": server.script_name,
+        "key": server.api_key,
+        "path": path,
+        "ids": ids,
+        "keys": keys,
+    }
     ours, bare, ratios, requests = [], [], [], 0
     for index in range(rounds):
         # Alternate which side runs first so drift in machine load hits both.
@@ -136,16 +141,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, ShotgridServer(scale=args.scale, seed=0) as server:
         ids = [row["id"] for row in server.client().find("Shot", [], [])]
-        print(f"bench_session: {len(ids)} shots, {args.rounds} rounds, medians, python {sys.version.split()[0]}")
+        print(
+            f"bench_session: {len(ids)} shots, {args.rounds} rounds, medians, "
+            f"python {sys.version.split()[0]}"
+        )
         ours, bare, ratio_mem = bench_memory(server, os.path.join(tmp, "mem"), ids, args.rounds)
-        print(f"  memory: session.get {ours * 1e9:8.0f} ns   MemoryCache.get {bare * 1e9:8.0f} ns"
-              f"   ratio {ratio_mem:5.2f}x  (target <= 5x)  {'PASS' if ratio_mem <= 5 else 'FAIL'}")
+        print(
+            f"  memory: session.get {ours * 1e9:8.0f} ns   MemoryCache.get {bare * 1e9:8.0f} ns"
+            f"   ratio {ratio_mem:5.2f}x  (target <= 5x)  {'PASS' if ratio_mem <= 5 else 'FAIL'}"
+        )
         ours, bare, ratio_disk, requests = bench_disk(
             server, os.path.join(tmp, "disk"), ids, args.rounds
         )
-        print(f"  disk (fresh process): session.get {ours * 1e6:8.1f} us   FileCache.get+json.loads "
-              f"{bare * 1e6:8.1f} us   ratio {ratio_disk:5.2f}x  (target <= 2x)  "
-              f"{'PASS' if ratio_disk <= 2 else 'FAIL'}")
+        print(
+            f"  disk (fresh process): session.get {ours * 1e6:8.1f} us   FileCache.get+json.loads "
+            f"{bare * 1e6:8.1f} us   ratio {ratio_disk:5.2f}x  (target <= 2x)  "
+            f"{'PASS' if ratio_disk <= 2 else 'FAIL'}"
+        )
         print(f"  ShotGrid requests made by the fresh-process sessions: {requests}")
     return 0
 

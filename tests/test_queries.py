@@ -141,18 +141,28 @@ def test_mode_setter_validates(session: Session) -> None:
 def test_equivalent_calls_share_a_key() -> None:
     listed = normalise_filters([["code", "is", "A"], ["sg_status_list", "in", ["ip", "fin"]]])
     grouped = normalise_filters(
-        {"filter_operator": "all", "filters": [["sg_status_list", "in", ["fin", "ip"]], ["code", "is", "A"]]}
+        {
+            "filter_operator": "all",
+            "filters": [["sg_status_list", "in", ["fin", "ip"]], ["code", "is", "A"]],
+        }
     )
     assert listed == grouped
-    assert normalise_filters([["code", "is", "A"]], "any") != normalise_filters([["code", "is", "A"]])
+    assert normalise_filters([["code", "is", "A"]], "any") != normalise_filters(
+        [["code", "is", "A"]]
+    )
     assert normalise_fields(["b", "a", "a"]) == normalise_fields(["a", "b"])
-    assert normalise_fields(["entity.{Asset,Shot}.code"]) == ["entity.Asset.code", "entity.Shot.code"]
+    assert normalise_fields(["entity.{Asset,Shot}.code"]) == [
+        "entity.Asset.code",
+        "entity.Shot.code",
+    ]
 
 
 def test_list_and_dict_filters_hit_the_same_record(session: Session, server: Any) -> None:
     session.find("Shot", [["code", "is_not", "zz"]], ["code"])
     server.reset_requests()
-    session.find("Shot", {"filter_operator": "all", "filters": [["code", "is_not", "zz"]]}, ["code"])
+    session.find(
+        "Shot", {"filter_operator": "all", "filters": [["code", "is_not", "zz"]]}, ["code"]
+    )
     assert server.request_count == 0
 
 
@@ -203,14 +213,20 @@ def test_cached_find_needs_every_field(session: Session, server: Any) -> None:
 
 def test_write_through_session_refreshes_dependent_queries(session: Session, server: Any) -> None:
     shot = first_shot(session.shotgun)
-    tasks = session.find("Task", [["entity", "is", {"type": "Shot", "id": shot["id"]}]],
-                         ["content", "entity.Shot.code"])
+    tasks = session.find(
+        "Task",
+        [["entity", "is", {"type": "Shot", "id": shot["id"]}]],
+        ["content", "entity.Shot.code"],
+    )
     assert tasks
     assets = session.find("Asset", [], ["code"])
     server.reset_requests()
     session.update("Shot", shot["id"], {"code": "CHANGED_BY_SESSION"})
-    again = session.find("Task", [["entity", "is", {"type": "Shot", "id": shot["id"]}]],
-                         ["content", "entity.Shot.code"])
+    again = session.find(
+        "Task",
+        [["entity", "is", {"type": "Shot", "id": shot["id"]}]],
+        ["content", "entity.Shot.code"],
+    )
     assert {t["entity.Shot.code"] for t in again} == {"CHANGED_BY_SESSION"}
     assert server.count_requests("find") == 1  # the deep-linked query was refreshed
     session.find("Asset", [], ["code"])
@@ -220,7 +236,9 @@ def test_write_through_session_refreshes_dependent_queries(session: Session, ser
 
 def test_filters_crossing_a_type_depend_on_it(session: Session, server: Any) -> None:
     shot = first_shot(session.shotgun)
-    seq_code = session.shotgun.find_one("Sequence", [["id", "is", shot["sg_sequence"]["id"]]], ["code"])["code"]
+    seq_code = session.shotgun.find_one(
+        "Sequence", [["id", "is", shot["sg_sequence"]["id"]]], ["code"]
+    )["code"]
     found = session.find("Shot", [["sg_sequence.Sequence.code", "is", seq_code]], ["code"])
     assert found
     session.update("Sequence", shot["sg_sequence"]["id"], {"code": "RENAMED_SEQ"})
@@ -246,22 +264,37 @@ CHILD = textwrap.dedent(
 
 def child(server: Any, path: Path, action: str, shot_id: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, server.url, server.script_name, server.api_key,
-         str(path), action, str(shot_id)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            server.url,
+            server.script_name,
+            server.api_key,
+            str(path),
+            action,
+            str(shot_id),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_update_in_another_process_is_seen_at_once(session: Session, server: Any, path: Path) -> None:
+def test_update_in_another_process_is_seen_at_once(
+    session: Session, server: Any, path: Path
+) -> None:
     shot_id = first_shot(session.shotgun)["id"]
     before = session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"]
     assert child(server, path, "read", shot_id) == {"code": before, "requests": 0}
     out = child(server, path, "update", shot_id)
     assert out["code"] == "FROM_OTHER_PROCESS"
     # This long-lived session sees the other process's write on its next call.
-    assert session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"] == "FROM_OTHER_PROCESS"
+    assert (
+        session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"] == "FROM_OTHER_PROCESS"
+    )
 
 
 def test_outside_change_needs_sync(session: Session, other: Any, server: Any) -> None:

@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +96,7 @@ def test_environment_names_the_missing_variable(monkeypatch: pytest.MonkeyPatch)
     assert "secret-key-value" not in str(info.value)
 
 
-def test_environment_builds_a_client(
-    monkeypatch: pytest.MonkeyPatch, shotgrid_server: Any
-) -> None:
+def test_environment_builds_a_client(monkeypatch: pytest.MonkeyPatch, shotgrid_server: Any) -> None:
     monkeypatch.setenv("SG_URL", shotgrid_server.url)
     monkeypatch.setenv("SG_SCRIPT", shotgrid_server.script_name)
     monkeypatch.setenv("SG_API_KEY", shotgrid_server.api_key)
@@ -245,17 +243,26 @@ def test_batch_keeps_the_cache_true(session: Session, sg: Any) -> None:
     shot = a_shot(sg)
     results = session.batch(
         [
-            {"request_type": "update", "entity_type": "Shot", "entity_id": shot["id"],
-             "data": {"code": "BATCHED"}},
-            {"request_type": "create", "entity_type": "Shot",
-             "data": {"code": "BATCH_NEW", "project": shot["project"]}},
+            {
+                "request_type": "update",
+                "entity_type": "Shot",
+                "entity_id": shot["id"],
+                "data": {"code": "BATCHED"},
+            },
+            {
+                "request_type": "create",
+                "entity_type": "Shot",
+                "data": {"code": "BATCH_NEW", "project": shot["project"]},
+            },
         ]
     )
     requests = session.stats.request_count
     assert session.get("Shot", shot["id"])["code"] == "BATCHED"
     assert session.get("Shot", results[1]["id"]) is results[1]
     assert session.stats.request_count == requests
-    session.batch([{"request_type": "delete", "entity_type": "Shot", "entity_id": results[1]["id"]}])
+    session.batch(
+        [{"request_type": "delete", "entity_type": "Shot", "entity_id": results[1]["id"]}]
+    )
     assert session.get("Shot", results[1]["id"]) is None
 
 
@@ -317,7 +324,9 @@ def test_second_process_reads_from_disk_without_requests(
         shot.fetch(["description"])
         expected = (shot["code"], shot["description"], shot["sg_sequence"]["id"])
     shotgrid_server.reset_requests()
-    out = run_child(shotgrid_server, shotgrid_server.script_name, shotgrid_server.api_key, path, shot_id)
+    out = run_child(
+        shotgrid_server, shotgrid_server.script_name, shotgrid_server.api_key, path, shot_id
+    )
     assert (out["code"], out["description"], out["sequence"]) == expected
     assert out["requests"] == 0
     assert shotgrid_server.request_count == 0

@@ -79,19 +79,30 @@ def _sort_token(value: Any) -> str:
 
 def _condition(item: Sequence[Any]) -> dict[str, Any]:
     if len(item) < 2 or not isinstance(item[0], str) or not isinstance(item[1], str):
-        raise QueryError(
-            f"a filter must look like [field, relation, value...], got {list(item)!r}"
-        )
+        raise QueryError(f"a filter must look like [field, relation, value...], got {list(item)!r}")
     path, relation = item[0], item[1]
     values = list(item[2:])
-    if len(values) == 1 and isinstance(values[0], (list, tuple)) and relation in _UNORDERED:
-        values = list(values[0])
-    elif (
+    if (
         len(values) == 1
         and isinstance(values[0], (list, tuple))
-        and relation in ("between", "not_between", "in_last", "not_in_last", "in_next",
-                         "not_in_next", "in_calendar_day", "in_calendar_week",
-                         "in_calendar_month", "in_calendar_year")
+        and relation in _UNORDERED
+        or (
+            len(values) == 1
+            and isinstance(values[0], (list, tuple))
+            and relation
+            in (
+                "between",
+                "not_between",
+                "in_last",
+                "not_in_last",
+                "in_next",
+                "not_in_next",
+                "in_calendar_day",
+                "in_calendar_week",
+                "in_calendar_month",
+                "in_calendar_year",
+            )
+        )
     ):
         values = list(values[0])
     keyed = [_value_key(v) for v in values]
@@ -116,7 +127,9 @@ def normalise_filters(filters: Any, filter_operator: Optional[str] = None) -> di
         op = filters.get("filter_operator", filters.get("logical_operator", "all"))
         return normalise_filters(filters["filters"], op)
     if not isinstance(filters, (list, tuple)):
-        raise QueryError(f"filters must be a list or a filter group dict, not {type(filters).__name__}")
+        raise QueryError(
+            f"filters must be a list or a filter group dict, not {type(filters).__name__}"
+        )
     operator = _LOGICAL.get(filter_operator or "all")
     if operator is None:
         raise QueryError(f"filter_operator must be 'all' or 'any', not {filter_operator!r}")
@@ -139,7 +152,9 @@ def normalise_order(order: Optional[Sequence[Mapping[str, Any]]]) -> list[list[s
     out: list[list[str]] = []
     for item in order:
         if not isinstance(item, Mapping) or "field_name" not in item:
-            raise QueryError(f"an order item must be {{'field_name': ..., 'direction': ...}}, got {item!r}")
+            raise QueryError(
+                f"an order item must be {{'field_name': ..., 'direction': ...}}, got {item!r}"
+            )
         direction = str(item.get("direction", "asc")).lower()
         if direction not in ("asc", "desc"):
             raise QueryError(f"order direction must be 'asc' or 'desc', not {direction!r}")

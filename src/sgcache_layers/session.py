@@ -289,16 +289,18 @@ class Session:
         if sync_interval is not None and (
             not isinstance(sync_interval, (int, float)) or sync_interval < 0
         ):
-            raise SessionConfigError(f"sync_interval must be seconds >= 0 or None, not {sync_interval!r}")
+            raise SessionConfigError(
+                f"sync_interval must be seconds >= 0 or None, not {sync_interval!r}"
+            )
 
         # A real client is wrapped in a pool so the session is thread-safe; any
         # other object (a Mockgun, a test double) is used as it is.
         self._raw_shotgun = shotgun
         self.shotgun: Any = shotgun
         try:
-            import shotgun_api3
+            from shotgun_api3.shotgun import Shotgun as _Shotgun
 
-            if isinstance(shotgun, shotgun_api3.Shotgun):
+            if isinstance(shotgun, _Shotgun):
                 self.shotgun = ShotgunPool(shotgun)
         except ImportError:  # pragma: no cover - shotgun_api3 is a core dependency
             pass
@@ -373,9 +375,9 @@ class Session:
                 "no shotgun client given and the environment does not say how to make one: "
                 f"set {', '.join(missing)}"
             )
-        import shotgun_api3
+        from shotgun_api3.shotgun import Shotgun
 
-        return shotgun_api3.Shotgun(
+        return Shotgun(
             os.environ["SG_URL"], os.environ["SG_SCRIPT"], os.environ["SG_API_KEY"], connect=False
         )
 
@@ -474,9 +476,7 @@ class Session:
         server = self._entities_from_server
         clock = _time
 
-        def get(
-            entity_type: str, id_or_ids: Union[int, Sequence[int]], fetch: bool = True
-        ) -> Any:
+        def get(entity_type: str, id_or_ids: Union[int, Sequence[int]], fetch: bool = True) -> Any:
             try:
                 entity = by_type[entity_type][id_or_ids]  # type: ignore[index]
             except (KeyError, TypeError):  # unknown, or a list of ids
@@ -494,10 +494,10 @@ class Session:
                 and clock() < state[1]
             ):
                 # Cached mode, one id, no sync due: straight to the cache layers.
-                hit, found = one(entity_type, id_or_ids)  # type: ignore[arg-type]
+                hit, found = one(entity_type, id_or_ids)
                 if hit:
                     return found
-                return server(entity_type, [id_or_ids]).get(id_or_ids)  # type: ignore[list-item,call-overload]
+                return server(entity_type, [id_or_ids]).get(id_or_ids)
             return slow(entity_type, id_or_ids, fetch)
 
         get.__doc__ = Session.get.__doc__
@@ -607,11 +607,39 @@ class Session:
             self._try(self.cache.remove, key)
 
     @staticmethod
-    def _record(value: Any, kind: str) -> Optional[dict[str, Any]]:
-        """*value* if it is a record of this format and kind, else ``None`` (a miss)."""
-        if type(value) is dict and value.get("v") == FORMAT_VERSION and value.get("k") == kind:
-            return value
-        return None
+    def _record(value: Any, kind: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """*value* if it is a well-formed record of this format (and *kind*), else ``None``.
+
+        Anything else (another format version, a damaged or foreign value) is a
+        miss: the caller asks ShotGrid instead of failing.
+        """
+        if type(value) is not dict or value.get("v") != FORMAT_VERSION:
+            return None
+        found = value.get("k")
+        if kind is not None and found != kind:
+            return None
+        stamp = value.get("t")
+        if stamp.__class__ is not float and stamp.__class__ is not int:
+            return None
+        if found == "e":
+            ok = type(value.get("f")) is dict
+        elif found == "x":
+            ok = True
+        elif found == "q":
+            refs = value.get("r")
+            ok = (
+                type(refs) is list
+                and type(value.get("g")) is dict
+                and all(
+                    type(r) is list and len(r) == 2 and type(r[0]) is str and type(r[1]) is int
+                    for r in refs
+                )
+            )
+        elif found == "v":
+            ok = type(value.get("g")) is dict and "d" in value
+        else:
+            ok = False
+        return value if ok else None
 
     # ------------------------------------------------------------ generations
     def _current_gens(self, types: Iterable[str]) -> dict[str, str]:
@@ -677,8 +705,8 @@ class Session:
 
     def _link(self, value: Mapping[str, Any], over: Optional[bool]) -> Entity:
         """Turn a link dict into the session's Entity, keeping what the link carries."""
-        if value.__class__ is Entity and value.session is self:  # type: ignore[attr-defined]
-            return value  # type: ignore[return-value]
+        if value.__class__ is Entity and value.session is self:
+            return value
         entity_type, entity_id = value["type"], value["id"]
         by_id = self._by_type.get(entity_type)
         entity = by_id.get(entity_id) if by_id is not None else None
@@ -786,9 +814,7 @@ class Session:
                 if isinstance(item, Entity):
                     item.backrefs.setdefault((entity.type, field_name), set()).add(entity)
 
-    def _merge_row(
-        self, row: Mapping[str, Any], over: Optional[bool], fetched_at: float
-    ) -> Entity:
+    def _merge_row(self, row: Mapping[str, Any], over: Optional[bool], fetched_at: float) -> Entity:
         entity = self._entity(row["type"], row["id"])
         self._merge_fields(entity, row, over=over)
         entity._fetched_at = fetched_at
@@ -905,7 +931,7 @@ class Session:
         fetch: bool = True,
     ) -> Any:
         if id_or_ids.__class__ is int:
-            return self._get_many(entity_type, [id_or_ids], fetch)[0]  # type: ignore[list-item]
+            return self._get_many(entity_type, [id_or_ids], fetch)[0]
         if isinstance(id_or_ids, (list, tuple)):
             return self._get_many(entity_type, list(id_or_ids), fetch)
         raise TypeError(f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}")
@@ -929,9 +955,12 @@ class Session:
         if mode != "direct":
             for entity_id in ids:
                 entity = self._entities.get((entity_type, entity_id))
-                if entity is not None and (
-                    mode == "offline" or entity._fetched_at + self.max_age > now
-                ) and entity._exists is not False and entity._fetched_at:
+                if (
+                    entity is not None
+                    and (mode == "offline" or entity._fetched_at + self.max_age > now)
+                    and entity._exists is not False
+                    and entity._fetched_at
+                ):
                     self.stats.counted_hits["identity"] += 1
                     found[entity_id] = entity
             wanted = [i for i in dict.fromkeys(ids) if i not in found]
@@ -949,8 +978,10 @@ class Session:
         """``(True, entity_or_None)`` when memory or a cache layer answers for one entity."""
         entity = self._entities.get((entity_type, entity_id))
         now = _time()
-        if entity is not None and entity._exists is not False and (
-            entity._fetched_at + self.max_age > now
+        if (
+            entity is not None
+            and entity._exists is not False
+            and (entity._fetched_at + self.max_age > now)
         ):
             self._hit_box[0] += 1
             return True, entity
@@ -961,11 +992,8 @@ class Session:
         except Exception as error:
             log.warning("cache read failed: %s", error)
             record = None
-        if (
-            type(record) is not dict
-            or record.get("v") != FORMAT_VERSION
-            or record["t"] + self.max_age <= now
-        ):
+        record = self._record(record)
+        if record is None or record["t"] + self.max_age <= now:
             self.stats.misses["cache"] += 1
             return False, None
         kind = record.get("k")
@@ -1017,7 +1045,8 @@ class Session:
         with self._lock:
             for key, entity_id in keys.items():
                 value = records.get(key)
-                if type(value) is not dict or value.get("v") != FORMAT_VERSION:
+                value = self._record(value)
+                if value is None:
                     continue
                 if not any_age and value["t"] + self.max_age <= now:
                     continue
@@ -1040,7 +1069,9 @@ class Session:
         names.update(n for n in known if n not in ("type", "id"))
         return sorted(names)
 
-    def _entities_from_server(self, entity_type: str, ids: list[int]) -> dict[int, Optional[Entity]]:
+    def _entities_from_server(
+        self, entity_type: str, ids: list[int]
+    ) -> dict[int, Optional[Entity]]:
         known: set[str] = set()
         for entity_id in ids:
             entity = self._entities.get((entity_type, entity_id))
@@ -1353,7 +1384,7 @@ class Session:
             keys = [self._entity_key(t, i) for _, t, i in lacking]
             records = self._try(self.cache.get_many, keys) or {}
             with self._lock:
-                for key, (position, entity_type, entity_id) in zip(keys, lacking):
+                for key, (position, _, _) in zip(keys, lacking):
                     record = self._record(records.get(key), "e")
                     if record is None:
                         return None
@@ -1418,7 +1449,8 @@ class Session:
             if self.mode == "offline":
                 return NOT_SET
             raise KeyError(
-                f"{entity.type} {entity.id} has no field {field_name!r} (ShotGrid did not return it)"
+                f"{entity.type} {entity.id} has no field {field_name!r} "
+                "(ShotGrid did not return it)"
             ) from None
 
     def fetch(self, entities: Iterable[Entity], fields: Iterable[str], force: bool = False) -> None:
@@ -1668,7 +1700,11 @@ class Session:
         last = self._shared_get(self._sync_key)
         if not isinstance(last, int):
             latest = self._request(
-                "find_one", "EventLogEntry", [], ["id"], order=[{"field_name": "id", "direction": "desc"}]
+                "find_one",
+                "EventLogEntry",
+                [],
+                ["id"],
+                order=[{"field_name": "id", "direction": "desc"}],
             )
             self.flush()
             self._safe_set(self._sync_key, int(latest["id"]) if latest else 0)

@@ -1,0 +1,178 @@
+"""The JSON codec and what the session does with damaged records (issue 3, point 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sgcache_layers import FileCache, SerialisedCache, Session
+from sgcache_layers.codec import TAG, CodecError, dumps, loads, pack_record, unpack_record
+from sgcache_layers.entity import Entity
+
+
+class _Config:
+    scheme = "https"
+    server = "site.example.com"
+    script_name = "codec_tests"
+    user_login = None
+    sudo_as_login = None
+
+
+class _NoServer:
+    """A stand-in client: these tests must never reach ShotGrid."""
+
+    config = _Config()
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no request expected")
+
+
+offsets = st.integers(min_value=-(23 * 3600 + 59 * 60), max_value=23 * 3600 + 59 * 60).map(
+    lambda seconds: dt.timezone(dt.timedelta(seconds=seconds))
+)
+aware = st.builds(
+    lambda naive, tz: naive.replace(tzinfo=tz),
+    st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)),
+    offsets,
+)
+naive = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1))
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+link = st.fixed_dictionaries(
+    {"type": st.sampled_from(["Shot", "Asset", "Task", "HumanUser"]), "id": st.integers(1, 10**9)},
+    optional={"name": text},
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**62), max_value=2**62),
+    st.floats(allow_nan=False),
+    text,
+    aware,
+    naive,
+    st.dates(),
+)
+values = st.recursive(
+    st.one_of(scalars, link),
+    lambda children: st.one_of(
+        st.lists(children, max_size=5),
+        st.dictionaries(st.one_of(text, st.just(TAG)), children, max_size=5),
+    ),
+    max_leaves=20,
+)
+field_names = st.one_of(
+    st.sampled_from(["code", "updated_at", "due_date", "entity", "entity.Shot.code", "tags"]),
+    st.from_regex(r"\A[a-z_]{1,12}(\.[A-Z][a-z]{1,8}\.[a-z_]{1,8})?\Z"),
+)
+field_dicts = st.dictionaries(field_names, values, max_size=8)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal, with the same types, and datetimes at the same instant *and* offset."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dt.datetime):
+        return (
+            a == b and a.utcoffset() == b.utcoffset() and (a.tzinfo is None) == (b.tzinfo is None)
+        )
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session(_NoServer())
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_any_shotgrid_value_round_trips(value: Any) -> None:
+    assert same(loads(dumps(value, escape=True)), value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values)
+def test_session_encode_round_trips(value: Any) -> None:
+    session = Session(_NoServer())
+    assert same(session.decode(session.encode(value)), value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(field_dicts, st.floats(min_value=0, max_value=2e9))
+def test_records_round_trip(fields: dict[str, Any], stamp: float) -> None:
+    session = Session(_NoServer())
+    record = {"v": 1, "k": "e", "t": stamp, "f": fields}
+    assert same(session.decode(session.encode(record)), record)
+    assert same(unpack_record(loads(dumps(pack_record(record)))), record)
+
+
+def test_time_zones_keep_their_offset(session: Session) -> None:
+    tz = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    when = dt.datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=tz)
+    back = session.decode(session.encode({"when": when, "day": dt.date(2024, 3, 1)}))
+    assert back["when"] == when and back["when"].utcoffset() == dt.timedelta(hours=5, minutes=30)
+    assert type(back["day"]) is dt.date
+
+
+def test_entities_encode_as_references_with_fields(session: Session) -> None:
+    shot = session.merge(
+        {
+            "type": "Shot",
+            "id": 7,
+            "code": "SH7",
+            "project": {"type": "Project", "id": 1, "name": "P"},
+        }
+    )
+    text = session.encode({"shot": shot, "list": [shot]})
+    other = Session(_NoServer())
+    back = other.decode(text)
+    assert isinstance(back["shot"], Entity) and back["shot"] is back["list"][0]
+    assert back["shot"]["code"] == "SH7"
+    assert back["shot"]["project"]["name"] == "P"
+
+
+def test_bad_text_raises_codec_error_only() -> None:
+    for bad in ["{", "", "\x00\x01", b"\xff\xfe"]:
+        with pytest.raises(CodecError):
+            loads(bad)
+    with pytest.raises(TypeError, match="object"):
+        dumps(object())
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "not json at all {",
+        '{"v": 99, "k": "e", "t": 1e12, "f": {"code": "from the future"}}',
+        '{"v": 1, "k": "e", "t": "yesterday", "f": {}}',
+        '{"v": 1, "k": "e", "t": 1e12, "f": ["not", "a", "dict"]}',
+        '{"v": 1, "k": "zz", "t": 1e12}',
+        '{"v": 1, "k": "e", "t": 1e12, "f": {"d": "x"}, "dt": ["d"]}',
+        "[1, 2, 3]",
+    ],
+)
+def test_damaged_or_unknown_records_are_misses(tmp_path: Path, stored: str) -> None:
+    class Counting(_NoServer):
+        calls = 0
+
+        def find(self, entity_type: str, filters: Any, fields: Any = None, **kw: Any) -> Any:
+            Counting.calls += 1
+            return [{"type": "Shot", "id": 5, "code": "FROM_SERVER"}]
+
+    path = str(tmp_path / "cache")
+
+    def maker(s: Session) -> SerialisedCache:
+        return SerialisedCache(FileCache(path), encode=s.encode, decode=s.decode)
+
+    session = Session(Counting(), cache=maker)
+    FileCache(path).set(f"{session.namespace}|e|Shot|5", stored)
+    shot = session.get("Shot", 5)
+    assert shot is not None and shot["code"] == "FROM_SERVER"
+    assert Counting.calls == 1
