@@ -181,6 +181,45 @@ def test_memory_cache_str_subclass_key_is_stored_as_str() -> None:
     assert cache.get("a") == 1
 
 
+def test_memory_cache_subclass_overriding_get_is_used() -> None:
+    class Counting(MemoryCache):
+        def __init__(self) -> None:
+            super().__init__()
+            self.count = 0
+
+        def get(self, key: str) -> Any:
+            self.count += 1
+            return super().get(key)
+
+    cache = Counting()
+    cache.set("a", 1)
+    assert cache.get("a") == 1
+    assert LayeredCache([cache]).get("a") == 1
+    assert cache.count == 2
+    with pytest.raises(KeyError):
+        cache.get("b")
+    with pytest.raises(TypeError, match="int"):
+        cache.get(1)  # type: ignore[arg-type]
+
+
+def test_memory_cache_copies_and_pickles_independently() -> None:
+    import copy
+    import pickle
+
+    cache = MemoryCache()
+    cache.set("a", [1])
+    for clone in (copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        clone.set("b", 2)
+        assert clone.get("b") == 2
+        assert clone.get("a") == [1]
+        assert sorted(clone.keys()) == ["a", "b"]
+        with pytest.raises(TypeError):
+            clone.get(1)  # type: ignore[arg-type]
+    assert cache.keys() == ["a"]
+    with pytest.raises(KeyError):
+        cache.get("b")
+
+
 def test_bounded_memory_cache_is_a_memory_cache() -> None:
     cache = MemoryCache(max_entries=2)
     assert isinstance(cache, MemoryCache)

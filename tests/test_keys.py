@@ -165,10 +165,12 @@ HASHABLE = st.recursive(
 )
 STRUCTURES = st.recursive(
     ATOMS,
-    lambda children: st.lists(children, max_size=4)
-    | st.lists(children, max_size=4).map(tuple)
-    | st.dictionaries(HASHABLE, children, max_size=4)
-    | st.sets(HASHABLE, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=4).map(tuple)
+        | st.dictionaries(HASHABLE, children, max_size=4)
+        | st.sets(HASHABLE, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -178,9 +180,9 @@ def same(left: Any, right: Any) -> bool:
     if type(left) is not type(right):
         return False
     if isinstance(left, float):
-        return left.hex() == right.hex()
+        return bool(left.hex() == right.hex())
     if isinstance(left, datetime.datetime):
-        return left == right and left.isoformat() == right.isoformat()
+        return bool(left == right and left.isoformat() == right.isoformat())
     if isinstance(left, (list, tuple)):
         return len(left) == len(right) and all(map(same, left, right))
     if isinstance(left, dict):

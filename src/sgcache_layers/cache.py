@@ -308,7 +308,12 @@ class LayeredCache(Cache):
         if not layers:
             raise ValueError("LayeredCache needs at least one layer")
         self._caches = layers
-        self._first = layers[0]
+        self._first = first = layers[0]
+        # The usual front layer is a plain MemoryCache: read its dict directly,
+        # saving a call on every warm get (subclasses go through their get()).
+        self._first_data: Optional[dict[str, Any]] = (
+            first._data if type(first) is MemoryCache else None
+        )
         self.reset_stats()
 
     # -- stats ---------------------------------------------------------------
@@ -357,6 +362,16 @@ class LayeredCache(Cache):
 
     def get(self, key: str) -> Any:
         """Return the value from the shallowest layer that has *key*, copying it upwards."""
+        data = self._first_data
+        if data is not None:
+            try:
+                value = data[key]
+            except KeyError:
+                return self._get_deeper(key, None)
+            except TypeError:
+                raise key_type_error(key) from None
+            self._first_hits += 1
+            return value
         try:
             value = self._first.get(key)
         except KeyError:
@@ -527,11 +542,7 @@ class LayeredCache(Cache):
         if unlisted:
             if len(unlisted) == len(caches):
                 raise NotImplementedError("no layer of this LayeredCache can list its keys")
-            known = [
-                key
-                for key in self.keys()
-                if regex is None or regex.search(key) is not None
-            ]
+            known = [key for key in self.keys() if regex is None or regex.search(key) is not None]
         for index, cache in enumerate(caches):
             try:
                 if index in unlisted:
@@ -559,6 +570,17 @@ class LayeredCache(Cache):
         return f"LayeredCache({list(self._caches)!r})"
 
 
+class _StrKeyDict(dict[str, Any]):
+    """A dict whose misses say ``TypeError`` for a non-``str`` key (hits cost nothing extra)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: object) -> Any:
+        if type(key) is not str:
+            check_key(key)
+        raise KeyError(key)
+
+
 class MemoryCache(Cache):
     """A dict in this process: any value, no copies.
 
@@ -575,7 +597,30 @@ class MemoryCache(Cache):
     def __init__(self, max_entries: Optional[int] = None) -> None:
         if max_entries is not None:
             raise ValueError("max_entries needs LRUMemoryCache")
-        self._data: dict[str, Any] = {}
+        self._data: dict[str, Any] = _StrKeyDict()
+        self._bind()
+
+    def _bind(self) -> None:
+        """Serve ``get`` straight from the dict when no subclass overrides it.
+
+        The dict's own ``__getitem__`` needs no Python frame, so ``get`` costs
+        what a dict lookup does; misses still raise ``KeyError`` (or
+        ``TypeError`` for a non-``str`` key, through ``_StrKeyDict``).
+        """
+        if type(self).get is MemoryCache.get and type(self._data) is _StrKeyDict:
+            # object.__setattr__ (not self.__dict__) keeps CPython's fast
+            # inline attribute storage for this instance.
+            object.__setattr__(self, "get", self._data.__getitem__)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state.pop("get", None)  # a bound method of the old dict: rebound on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._bind()
 
     def get(self, key: str) -> Any:
         """Return the value for *key*; ``KeyError`` if absent."""

@@ -1,4 +1,4 @@
-"""The ``sgcache-layers`` command: ``serve`` a loopback ShotGrid site, and more to come.
+"""The ``sgcache-layers`` command: ``demo``, ``serve``, ``stats`` and ``clear``.
 
 Each subcommand is a subparser whose handler is a ``_cmd_<name>(args) -> int`` function in
 this file.  Bad arguments give a one-line error and exit status 2, never a traceback.
@@ -7,11 +7,18 @@ this file.  Bad arguments give a one-line error and exit status 2, never a trace
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import signal
+import stat
 import sys
 import threading
 from types import FrameType
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NoReturn, Optional, Sequence
+
+if TYPE_CHECKING:
+    from .file import FileCache
 
 PROG = "sgcache-layers"
 
@@ -141,45 +148,307 @@ def _add_serve(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser.set_defaults(handler=_cmd_serve)
 
 
-# ------------------------------------------------------------------------- demo (to fill in)
+# ------------------------------------------------------------------------------------ demo
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Placeholder: the ``demo`` subcommand is written elsewhere."""
-    print(f"{PROG}: error: 'demo' is not implemented yet", file=sys.stderr)
-    return 1
+    """Run the demo: plain shotgun_api3 vs a Session over a FileCache, cold and warm."""
+    from .demo import DemoError, DemoSetupError, run_demo
+
+    try:
+        return run_demo(
+            latency=args.latency,
+            scale=args.scale,
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            progress=not args.no_progress,
+        )
+    except DemoSetupError as exc:
+        return _fail(str(exc))
+    except DemoError as exc:
+        return _fail(str(exc), status=1)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
-    parser = subparsers.add_parser("demo", help="show the cache layers at work (not yet)")
+    from .demo import DEFAULT_LATENCY, DEFAULT_SCALE, DEFAULT_SEED
+
+    parser = subparsers.add_parser(
+        "demo",
+        help="time a pipeline tool's reads: plain shotgun_api3 vs cached, cold and warm",
+        description="Serve a demo ShotGrid site on 127.0.0.1 with realistic latency and run "
+        "the same reads with plain shotgun_api3, with a Session over an empty FileCache, and "
+        "again in a new process that finds the cache warm.",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_non_negative_float,
+        default=DEFAULT_LATENCY,
+        metavar="SECONDS",
+        help=f"median seconds added to every answer (default: {DEFAULT_LATENCY:g})",
+    )
+    parser.add_argument(
+        "--scale",
+        type=_positive_float,
+        default=DEFAULT_SCALE,
+        help=f"production size; 1.0 is ~500 shots and ~5,000 tasks (default: {DEFAULT_SCALE:g})",
+    )
+    parser.add_argument(
+        "--seed", type=_int, default=DEFAULT_SEED, help=f"production seed (default: {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="cache directory, kept afterwards (default: a temporary one, removed at the end)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="do not draw progress bars on stderr"
+    )
     parser.set_defaults(handler=_cmd_demo)
 
 
-# ------------------------------------------------------------------------ stats (to fill in)
+# ------------------------------------------------------------------------ cache directories
+
+#: ``sgcl<version>|<site>|<identity>|<rest>``: every key a Session writes.
+_SESSION_KEY = re.compile(r"^(sgcl\d+)\|([^|]*)\|([^|]*)\|(.*)$", re.DOTALL)
+#: Record kinds of data keys (``<epoch>|<kind>|<type or method>|<id or digest>``).
+_DATA_KINDS = {"e": "entity", "q": "query", "v": "value", "s": "schema"}
+_KIND_ORDER = ("entity", "query", "value", "schema", "generation", "bookkeeping")
+
+
+class _CacheDirError(Exception):
+    """A missing, foreign or corrupt cache directory; one line and exit status 2."""
+
+
+def _fail(message: str, status: int = 2) -> int:
+    """Print *message* as one error line on stderr and return *status*."""
+    line = " ".join(str(message).split())
+    print(f"{PROG}: error: {line}", file=sys.stderr)
+    return status
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
+
+
+def _open_cache_dir(path: str) -> FileCache:
+    """Open an existing cache directory; never create one."""
+    from .cache import CacheBackendError
+    from .file import FileCache
+
+    if not os.path.isdir(path):
+        what = "is not a directory" if os.path.exists(path) else "does not exist"
+        raise _CacheDirError(f"cache directory {path} {what}")
+    if not os.path.isfile(os.path.join(path, "cache.db")):
+        raise _CacheDirError(f"{path} is not a cache directory (it has no cache.db)")
+    try:
+        return FileCache(path)
+    except (CacheBackendError, OSError) as exc:
+        raise _CacheDirError(str(exc)) from None
+
+
+def _disk_bytes(path: str) -> int:
+    """Bytes of every regular file under *path* (the database, its journals, value files)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
+def _human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{count} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} bytes"  # pragma: no cover - the loop always returns
+
+
+def _current_epoch(cache: FileCache, namespace: str) -> Optional[str]:
+    """The namespace's epoch token as the session wrote it (JSON text), or None."""
+    from .cache import CacheBackendError
+
+    try:
+        raw = cache.get(namespace + "|epoch")
+    except (KeyError, CacheBackendError):
+        return None
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def cache_stats(cache: FileCache) -> Dict[str, Any]:
+    """Entries by namespace and by record kind and entity type, as a JSON-able dict."""
+    keys = cache.keys()
+    namespaces: Dict[str, Dict[str, Any]] = {}
+    other = 0
+    for key in keys:
+        match = _SESSION_KEY.match(key)
+        if match is None:
+            other += 1
+            continue
+        version, site, identity, rest = match.groups()
+        base = f"{version}|{site}|{identity}"
+        space = namespaces.get(base)
+        if space is None:
+            space = namespaces[base] = {
+                "format": version,
+                "site": site,
+                "identity": identity,
+                "entries": 0,
+                "records": {},
+                "old_epoch_entries": 0,
+                "_epoch": _current_epoch(cache, base),
+            }
+        space["entries"] += 1
+        parts = rest.split("|")
+        if rest in ("epoch", "sync"):
+            kind, name = "bookkeeping", rest
+        elif parts[0] == "g" and len(parts) == 2:
+            kind, name = "generation", parts[1]
+        elif len(parts) >= 4 and parts[1] in _DATA_KINDS:
+            kind, name = _DATA_KINDS[parts[1]], parts[2]
+            if space["_epoch"] is not None and parts[0] != space["_epoch"]:
+                space["old_epoch_entries"] += 1
+        else:
+            kind, name = "other", rest
+        counts = space["records"].setdefault(kind, {})
+        counts[name] = counts.get(name, 0) + 1
+    spaces = []
+    for base in sorted(namespaces):
+        space = namespaces[base]
+        space.pop("_epoch")
+        records = space["records"]
+        ordered = sorted(records, key=lambda k: (_KIND_ORDER + (k,)).index(k))
+        space["records"] = {k: dict(sorted(records[k].items())) for k in ordered}
+        spaces.append(space)
+    return {
+        "cache_dir": cache.path,
+        "entries": len(keys),
+        "bytes": _disk_bytes(cache.path),
+        "namespaces": spaces,
+        "other_entries": other,
+    }
+
+
+def _print_stats(stats: Dict[str, Any]) -> None:
+    print(f"Cache directory: {stats['cache_dir']}")
+    print(f"Entries: {stats['entries']}")
+    size = stats["bytes"]
+    print(f"Size on disk: {_human_bytes(size)} ({size} bytes)")
+    for space in stats["namespaces"]:
+        print("")
+        print(
+            f"Namespace {space['site']} | {space['identity']} ({space['format']}): "
+            f"{space['entries']} entries"
+        )
+        for kind, counts in space["records"].items():
+            if kind == "generation":
+                print(f"  generations: {sum(counts.values())} types")
+            elif kind == "bookkeeping":
+                print(f"  bookkeeping: {', '.join(sorted(counts))}")
+            else:
+                for name, count in counts.items():
+                    print(f"  {kind} {name}: {count}")
+        if space["old_epoch_entries"]:
+            print(f"  (of which {space['old_epoch_entries']} under an old epoch, unreachable)")
+    if stats["other_entries"]:
+        print("")
+        print(f"Other entries (not written by a Session): {stats['other_entries']}")
+
+
+# ----------------------------------------------------------------------------------- stats
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    """Placeholder: the ``stats`` subcommand is written elsewhere."""
-    print(f"{PROG}: error: 'stats' is not implemented yet", file=sys.stderr)
-    return 1
+    """Print what a cache directory holds, by namespace, record kind and entity type."""
+    from .cache import CacheBackendError
+
+    try:
+        cache = _open_cache_dir(args.cache_dir)
+        try:
+            stats = cache_stats(cache)
+        finally:
+            cache.close()
+    except _CacheDirError as exc:
+        return _fail(str(exc))
+    except CacheBackendError as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        _print_stats(stats)
+    return 0
 
 
 def _add_stats(subparsers: argparse._SubParsersAction[_Parser]) -> None:
-    parser = subparsers.add_parser("stats", help="show cache statistics (not yet)")
+    parser = subparsers.add_parser(
+        "stats",
+        help="show what a cache directory holds",
+        description="Count the entries of a FileCache directory by namespace (site and "
+        "identity), record kind and entity type, and its size on disk.",
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", required=True, help="the cache directory")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(handler=_cmd_stats)
 
 
-# ------------------------------------------------------------------------ clear (to fill in)
+# ----------------------------------------------------------------------------------- clear
 
 
 def _cmd_clear(args: argparse.Namespace) -> int:
-    """Placeholder: the ``clear`` subcommand is written elsewhere."""
-    print(f"{PROG}: error: 'clear' is not implemented yet", file=sys.stderr)
-    return 1
+    """Remove every entry of a cache directory, or those whose key matches --pattern."""
+    from .cache import CacheBackendError
+
+    pattern: Optional[re.Pattern[str]] = args.pattern
+    try:
+        cache = _open_cache_dir(args.cache_dir)
+        try:
+            keys = cache.keys()
+            if pattern is None:
+                removed = len(keys)
+                cache.clear()
+            else:
+                removed = sum(1 for key in keys if pattern.search(key) is not None)
+                cache.clear(pattern)
+            left = len(cache.keys())
+        finally:
+            cache.close()
+    except _CacheDirError as exc:
+        return _fail(str(exc))
+    except CacheBackendError as exc:
+        return _fail(str(exc))
+    which = "" if pattern is None else f" matching {pattern.pattern!r}"
+    print(f"Removed {removed} entries{which} from {args.cache_dir} ({left} left).")
+    return 0
 
 
 def _add_clear(subparsers: argparse._SubParsersAction[_Parser]) -> None:
-    parser = subparsers.add_parser("clear", help="clear cached data (not yet)")
+    parser = subparsers.add_parser(
+        "clear",
+        help="remove cached entries from a cache directory",
+        description="Remove all entries of a FileCache directory, or only those whose key "
+        "matches a regular expression (re.search).",
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", required=True, help="the cache directory")
+    parser.add_argument(
+        "--pattern",
+        type=_regex,
+        default=None,
+        metavar="REGEX",
+        help="remove only keys where this regular expression matches (re.search)",
+    )
     parser.set_defaults(handler=_cmd_clear)
 
 
@@ -220,6 +489,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``... | head``): stop quietly, like other tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

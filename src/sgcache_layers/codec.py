@@ -56,15 +56,25 @@ _ENCODER = json.JSONEncoder(
 EntityHook = Callable[[dict[str, Any]], Any]
 
 
-def _escape(value: Any) -> Any:
-    """Wrap user dicts that happen to contain the tag key so decoding leaves them alone."""
+def escape_key(key: str) -> str:
+    """A user dict key that starts with the tag gets a ``~`` so it is never read as a tag.
+
+    Decoding strips one ``~`` from such keys; keys are escaped rather than their
+    dicts wrapped because JSON objects are decoded innermost first.
+    """
+    return key + "~" if key.startswith(TAG) else key
+
+
+def _unescape_keys(obj: dict[str, Any]) -> dict[str, Any]:
+    return {(k[:-1] if k.startswith(TAG) and k.endswith("~") else k): v for k, v in obj.items()}
+
+
+def escape(value: Any) -> Any:
+    """A copy of *value* whose dict keys that start with the tag are escaped."""
     if isinstance(value, dict):
-        escaped = {k: _escape(v) for k, v in value.items()}
-        if TAG in value:
-            return {TAG: "dict", "v": escaped}
-        return escaped
+        return {escape_key(str(k)): escape(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_escape(v) for v in value]
+        return [escape(v) for v in value]
     return value
 
 
@@ -75,7 +85,7 @@ def dumps(data: Any, *, escape: bool = False) -> str:
     survives the round trip; records built by the session never need it.
     """
     if escape:
-        data = _escape(data)
+        data = globals()["escape"](data)
     return _ENCODER.encode(data)
 
 
@@ -85,6 +95,9 @@ def _make_hook(entity_hook: Optional[EntityHook]) -> Callable[[dict[str, Any]], 
 
     def hook(obj: dict[str, Any]) -> Any:
         if TAG not in obj:
+            for key in obj:
+                if key.startswith(TAG):
+                    return _unescape_keys(obj)
             return obj
         tag = obj[TAG]
         if tag == "dt":
@@ -93,8 +106,6 @@ def _make_hook(entity_hook: Optional[EntityHook]) -> Callable[[dict[str, Any]], 
             return fromiso_d(obj["v"])
         if tag == "entity" and entity_hook is not None:
             return entity_hook(obj)
-        if tag == "dict":
-            return obj["v"]
         if tag == "b64":
             return base64.b64decode(obj["v"])
         if tag == "set":
@@ -114,7 +125,7 @@ def make_decoder(
     """
     hooked = json.JSONDecoder(object_hook=_make_hook(entity_hook)).decode
     plain = json.JSONDecoder().decode
-    marker = f'"{TAG}"'
+    marker = f'"{TAG}'  # tags and escaped keys both start like this
 
     def loads(text: Union[str, bytes]) -> Any:
         try:
@@ -145,13 +156,23 @@ def pack_record(record: dict[str, Any]) -> dict[str, Any]:
         cls = value.__class__
         if cls is _DATETIME or (cls is not _DATE and isinstance(value, _DATETIME)):
             datetimes.append(name)
+            new = value.isoformat()
         elif cls is _DATE:
             dates.append(name)
+            new = value.isoformat()
+        elif cls is dict or cls is list or cls is tuple:
+            new = escape(value)
         else:
-            continue
+            if name.startswith(TAG):
+                new = value
+            else:
+                continue
         if packed is None:
             packed = dict(fields)
-        packed[name] = value.isoformat()
+        if name.startswith(TAG):
+            del packed[name]
+            name = escape_key(name)
+        packed[name] = new
     if packed is None:
         return record
     out = dict(record)

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from . import codec
-from .cache import Cache, LayeredCache, MemoryCache, ProxyCache
+from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache, ProxyCache
 from .entity import NOT_SET, Entity
 from .events import EVENT_FIELDS, SCHEMA_TYPE, Changes, changes_from_events, has_gap
 from .keys import KeyMaker, ObjectKeyMaker
@@ -347,7 +347,14 @@ class Session:
 
         memory = MemoryCache()
         layers: list[Cache] = [memory]
-        extra = cache(self) if callable(cache) and not isinstance(cache, Cache) else cache
+        extra: Any = cache
+        if callable(cache) and not isinstance(cache, Cache):
+            try:
+                extra = cache(self)
+            except (CacheBackendError, OSError) as error:
+                # A broken persistent layer must not stop the tool: run on memory alone.
+                log.warning("the session's cache could not be opened; using memory only: %s", error)
+                extra = None
         if extra is not None:
             if not isinstance(extra, Cache):
                 raise SessionConfigError(
@@ -360,6 +367,9 @@ class Session:
         flat = _flatten(self.cache)
         self._local_layers = [layer for layer in flat if _is_local(layer)]
         shared = [layer for layer in flat if not _is_local(layer)]
+        # Bookkeeping (generations, epoch, event position) is read from the deepest
+        # layer that answers: a host-local disk can lag behind a farm-wide Redis.
+        self._authorities: list[Cache] = list(reversed(shared)) or [memory]
         self._shared: Cache = LayeredCache(shared) if shared else memory
         self._epoch = ""
         self._ns = ""
@@ -519,7 +529,7 @@ class Session:
             ref: dict[str, Any] = {codec.TAG: "entity", "type": data.type, "id": data.id}
             if top:
                 ref["fields"] = {
-                    name: self._encodable(value, top=False)
+                    codec.escape_key(name): self._encodable(value, top=False)
                     for name, value in dict.items(data)
                     if name not in ("type", "id")
                 }
@@ -529,8 +539,7 @@ class Session:
                     ref["fields"] = {"name": name}
             return ref
         if isinstance(data, Mapping):
-            out = {str(k): self._encodable(v, top) for k, v in data.items()}
-            return {codec.TAG: "dict", "v": out} if codec.TAG in data else out
+            return {codec.escape_key(str(k)): self._encodable(v, top) for k, v in data.items()}
         if isinstance(data, (list, tuple)):
             return [self._encodable(v, top) for v in data]
         return data
@@ -596,8 +605,17 @@ class Session:
             log.warning("cache operation %s failed: %s", getattr(func, "__name__", func), error)
             return None
 
+    def _shared_get_many(self, keys: list[str]) -> dict[str, Any]:
+        """Read *keys* from the deepest shared layer that works (its misses are misses)."""
+        for layer in self._authorities:
+            try:
+                return layer.get_many(keys)
+            except Exception as error:  # a broken layer: ask the next one up
+                log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+        return {}
+
     def _shared_get(self, key: str) -> Any:
-        return self._try(self._shared.get, key)
+        return self._shared_get_many([key]).get(key)
 
     def _safe_set(self, key: str, value: Any) -> None:
         self._try(self.cache.set, key, value)
@@ -646,7 +664,7 @@ class Session:
         """Read the epoch and the generations of *types* from the shared layers."""
         types = list(types)
         keys = [self._epoch_key] + [self._gen_key(t) for t in types]
-        found = self._try(self._shared.get_many, keys) or {}
+        found = self._shared_get_many(keys)
         epoch = found.get(self._epoch_key)
         if isinstance(epoch, str) and epoch != self._epoch:
             self._switch_epoch(epoch)
@@ -676,12 +694,12 @@ class Session:
         self._seen_gens.update(tokens)
 
     def _forget_types_locally(self, types: Iterable[str]) -> None:
-        """Another process changed these types: distrust what this process holds of them."""
+        """Another process changed these types: distrust the live entities of them.
+
+        Their next :meth:`get` reads a record again, and :meth:`_confirmed` checks it
+        against the deepest layer because its generation stamp is now old.
+        """
         types = set(types)
-        for entity_type in types:
-            pattern = "^" + re.escape(f"{self._ns}|e|{entity_type}|")
-            for layer in self._local_layers:
-                self._try(layer.clear, pattern)
         with self._lock:
             for entity in self._entities.values():
                 if entity.type in types:
@@ -865,7 +883,31 @@ class Session:
             for name, value in dict.items(entity)
             if name not in ("type", "id")
         }
-        return {"v": FORMAT_VERSION, "k": "e", "t": entity._fetched_at, "f": fields}
+        record = {"v": FORMAT_VERSION, "k": "e", "t": entity._fetched_at, "f": fields}
+        generation = self._seen_gens.get(entity.type)
+        if generation is not None:
+            record["g"] = generation
+        return record
+
+    def _confirmed(
+        self, entity_type: str, key: str, record: dict[str, Any]
+    ) -> Optional[dict[str, Any]]:
+        """*record*, or the deepest layer's copy if *record* predates a generation move.
+
+        Writers keep the deepest layer exact (they overwrite or drop the records of
+        what they change), so its copy is trusted and re-stamped into every layer.
+        """
+        current = self._seen_gens.get(entity_type)
+        if current is None or record.get("g") == current or len(self._authorities) == 0:
+            return record
+        deep = self._record(self._shared_get_many([key]).get(key))
+        if deep is None:
+            return None
+        if deep.get("g") != current:
+            deep = dict(deep)
+            deep["g"] = current
+            self._safe_set(key, deep)
+        return deep
 
     def _store_entities(self, entities: Iterable[Entity]) -> None:
         with self._lock:
@@ -985,14 +1027,17 @@ class Session:
         ):
             self._hit_box[0] += 1
             return True, entity
+        key = f"{self._ns}|e|{entity_type}|{entity_id}"
         try:
-            record = self.cache.get(f"{self._ns}|e|{entity_type}|{entity_id}")
+            record = self.cache.get(key)
         except KeyError:
             record = None
         except Exception as error:
             log.warning("cache read failed: %s", error)
             record = None
         record = self._record(record)
+        if record is not None and record.get("k") == "e":
+            record = self._confirmed(entity_type, key, record)
         if record is None or record["t"] + self.max_age <= now:
             self.stats.misses["cache"] += 1
             return False, None
@@ -1046,6 +1091,8 @@ class Session:
             for key, entity_id in keys.items():
                 value = records.get(key)
                 value = self._record(value)
+                if value is not None and value.get("k") == "e":
+                    value = self._confirmed(entity_type, key, value)
                 if value is None:
                     continue
                 if not any_age and value["t"] + self.max_age <= now:

@@ -1,0 +1,224 @@
+"""``sgcache-layers stats`` and ``clear`` on a cache directory a real Session filled, and errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from sgcache_layers import FileCache, SerialisedCache, Session
+from sgcache_layers.cli import cache_stats, main
+from sgcache_layers.testing.server import ShotgridServer
+
+_SCRIPT = Path(sys.executable).with_name("sgcache-layers")
+CLI = (
+    [str(_SCRIPT)]
+    if _SCRIPT.exists()
+    else [sys.executable, "-c", "import sys; from sgcache_layers.cli import main; sys.exit(main())"]
+)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("sgcache-layers: error: ")
+    return lines[0]
+
+
+@pytest.fixture
+def populated(shotgrid_server: ShotgridServer, tmp_path: Path) -> Dict[str, Any]:
+    """A cache directory filled by a Session with shots, tasks and a project."""
+    path = tmp_path / "cache"
+
+    def cache_maker(session: Session) -> SerialisedCache:
+        return SerialisedCache(FileCache(path), encode=session.encode, decode=session.decode)
+
+    with Session(shotgrid_server.client(), cache=cache_maker) as session:
+        shots = session.find("Shot", [], ["code", "sg_sequence"])
+        tasks = session.find("Task", [], ["content", "step"])
+        projects = session.find("Project", [], ["name"])
+        namespace = session.namespace
+    return {
+        "path": str(path),
+        "shots": len(shots),
+        "tasks": len(tasks),
+        "projects": len(projects),
+        "site": shotgrid_server.url,
+        "namespace": namespace,
+        "api_key": shotgrid_server.api_key,
+    }
+
+
+def _entity_count(stats: Dict[str, Any], entity_type: str) -> int:
+    (space,) = stats["namespaces"]
+    return int(space["records"].get("entity", {}).get(entity_type, 0))
+
+
+# ----------------------------------------------------------------------------------- stats
+
+
+def test_stats_text_breaks_down_by_namespace_kind_and_type(
+    populated: Dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stats", "--cache-dir", populated["path"]]) == 0
+    out = capsys.readouterr().out
+    assert f"Cache directory: {populated['path']}" in out
+    assert re.search(r"^Entries: \d+$", out, re.M)
+    assert re.search(r"^Size on disk: .* \(\d+ bytes\)$", out, re.M)
+    assert f"Namespace {populated['site']} | script=sgcache_tests (sgcl1)" in out
+    assert f"  entity Shot: {populated['shots']}\n" in out
+    assert f"  entity Task: {populated['tasks']}\n" in out
+    assert "  query Shot: 1\n" in out
+    assert "  query Task: 1\n" in out
+    assert "generations:" in out
+    assert populated["api_key"] not in out
+
+
+def test_stats_json_matches_the_cache(populated: Dict[str, Any]) -> None:
+    proc = _run("stats", "--cache-dir", populated["path"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    cache = FileCache(populated["path"])
+    try:
+        assert stats["entries"] == len(cache.keys())
+    finally:
+        cache.close()
+    assert stats["bytes"] > 0
+    (space,) = stats["namespaces"]
+    assert space["site"] == populated["site"]
+    assert space["identity"] == "script=sgcache_tests"
+    assert space["entries"] == stats["entries"]
+    assert space["records"]["entity"]["Shot"] == populated["shots"]
+    assert space["records"]["entity"]["Project"] == populated["projects"]
+    assert space["records"]["query"] == {"Project": 1, "Shot": 1, "Task": 1}
+    assert space["records"]["bookkeeping"] == {"epoch": 1}
+    assert stats["other_entries"] == 0
+
+
+def test_stats_counts_foreign_keys_and_old_epochs(populated: Dict[str, Any]) -> None:
+    cache = FileCache(populated["path"])
+    try:
+        cache.set("my-own-key", "value")
+        old = populated["namespace"].rsplit("|", 1)[0] + "|old-epoch|e|Shot|999999"
+        cache.set(old, "{}")
+        stats = cache_stats(cache)
+    finally:
+        cache.close()
+    assert stats["other_entries"] == 1
+    (space,) = stats["namespaces"]
+    assert space["old_epoch_entries"] == 1
+    assert space["records"]["entity"]["Shot"] == populated["shots"] + 1
+
+
+# ----------------------------------------------------------------------------------- clear
+
+
+def test_clear_with_pattern_removes_only_matching_keys(
+    populated: Dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = populated["path"]
+    assert main(["clear", "--cache-dir", path, "--pattern", r"\|e\|Shot\|"]) == 0
+    out = capsys.readouterr().out
+    assert f"Removed {populated['shots']} entries matching" in out
+    assert main(["stats", "--cache-dir", path, "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert _entity_count(stats, "Shot") == 0
+    assert _entity_count(stats, "Task") == populated["tasks"]
+
+
+def test_clear_everything(populated: Dict[str, Any]) -> None:
+    before = FileCache(populated["path"])
+    try:
+        total = len(before.keys())
+    finally:
+        before.close()
+    proc = _run("clear", "--cache-dir", populated["path"])
+    assert proc.returncode == 0, proc.stderr
+    assert f"Removed {total} entries from {populated['path']} (0 left)." in proc.stdout
+    after = FileCache(populated["path"])
+    try:
+        assert after.keys() == []
+    finally:
+        after.close()
+
+
+def test_clear_pattern_matching_nothing(
+    populated: Dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["clear", "--cache-dir", populated["path"], "--pattern", "^nothing$"]) == 0
+    assert "Removed 0 entries matching '^nothing$'" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("command", ["stats", "clear"])
+def test_missing_directory_is_an_error_and_is_not_created(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing" / "cache"
+    assert main([command, "--cache-dir", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert "does not exist" in _one_error_line(captured.err)
+    assert captured.out == ""
+    assert not missing.exists()
+    assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize("command", ["stats", "clear"])
+def test_directory_without_database_is_an_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a cache")
+    assert main([command, "--cache-dir", str(tmp_path)]) == 2
+    assert "no cache.db" in _one_error_line(capsys.readouterr().err)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", ["stats", "clear"])
+def test_corrupt_database_is_an_error(command: str, populated: Dict[str, Any]) -> None:
+    database = Path(populated["path"]) / "cache.db"
+    for suffix in ("-wal", "-shm"):
+        Path(str(database) + suffix).unlink(missing_ok=True)
+    database.write_bytes(b"this is not an SQLite database\n" * 200)
+    proc = _run(command, "--cache-dir", populated["path"])
+    assert proc.returncode == 2
+    assert populated["path"] in _one_error_line(proc.stderr)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["clear", "--cache-dir", ".", "--pattern", "(unclosed"], "bad regular expression"),
+        (["no-such-command"], "invalid choice"),
+        (["demo", "--latency", "fast"], "expected a number"),
+        (["demo", "--scale", "0"], "must be > 0"),
+        (["demo", "--seed", "x"], "expected an integer"),
+        (["stats"], "--cache-dir"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(
+    argv: List[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert message in _one_error_line(captured.err)
+    assert captured.out == ""
+
+
+def test_bad_regex_in_a_real_process() -> None:
+    proc = _run("clear", "--cache-dir", "/nonexistent", "--pattern", "[")
+    assert proc.returncode == 2
+    assert "bad regular expression" in _one_error_line(proc.stderr)

@@ -1,0 +1,113 @@
+"""Sessions sharing a real Redis, as on a render farm; and a failing layer degrading."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sgcache_layers import FileCache, LayeredCache, RedisCache, SerialisedCache, Session
+
+
+def redis_maker(url: str, namespace: str = "farm") -> Any:
+    def cache_maker(session: Session) -> SerialisedCache:
+        return SerialisedCache(
+            RedisCache(url, namespace=namespace), encode=session.encode, decode=session.decode
+        )
+
+    return cache_maker
+
+
+def test_two_hosts_share_answers_and_generations(shotgrid_server: Any, redis_url: str) -> None:
+    # Two sessions with their own memory layers stand for two farm hosts.
+    first = Session(shotgrid_server.client(), cache=redis_maker(redis_url))
+    second = Session(shotgrid_server.client(), cache=redis_maker(redis_url))
+    shots = first.find("Shot", [], ["code"])
+    shotgrid_server.reset_requests()
+    assert [s["code"] for s in second.find("Shot", [], ["code"])] == [s["code"] for s in shots]
+    assert shotgrid_server.request_count == 0
+
+    first.update("Shot", shots[0]["id"], {"code": "FARM_RENAMED"})
+    again = second.find("Shot", [], ["code"])
+    assert again[0]["code"] == "FARM_RENAMED"  # the generation moved in Redis at once
+    assert shotgrid_server.count_requests("find") == 1
+
+
+def test_disk_then_redis_layers(shotgrid_server: Any, redis_url: str, tmp_path: Path) -> None:
+    def cache_maker(session: Session) -> LayeredCache:
+        return LayeredCache(
+            [
+                SerialisedCache(
+                    FileCache(str(tmp_path / "local")), encode=session.encode, decode=session.decode
+                ),
+                SerialisedCache(
+                    RedisCache(redis_url, namespace="farm2"),
+                    encode=session.encode,
+                    decode=session.decode,
+                ),
+            ]
+        )
+
+    host_a = Session(shotgrid_server.client(), cache=cache_maker)
+    shot_id = host_a.find("Shot", [], ["code"])[0]["id"]
+    host_a.get("Shot", shot_id)
+    # Another host with an empty local disk finds it in Redis and fills its disk.
+    other_disk = tmp_path / "other"
+
+    def other_maker(session: Session) -> LayeredCache:
+        return LayeredCache(
+            [
+                SerialisedCache(
+                    FileCache(str(other_disk)), encode=session.encode, decode=session.decode
+                ),
+                SerialisedCache(
+                    RedisCache(redis_url, namespace="farm2"),
+                    encode=session.encode,
+                    decode=session.decode,
+                ),
+            ]
+        )
+
+    client = shotgrid_server.client()
+    shotgrid_server.reset_requests()
+    host_b = Session(client, cache=other_maker)
+    assert host_b.get("Shot", shot_id) is not None
+    assert shotgrid_server.request_count == 0
+    assert any(f"|e|Shot|{shot_id}" in k for k in FileCache(str(other_disk)).keys())
+
+
+def test_redis_down_degrades_to_shotgrid_with_a_warning(
+    shotgrid_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    with caplog.at_level(logging.WARNING, logger="sgcache_layers"):
+        session = Session(shotgrid_server.client(), cache=redis_maker(dead))
+        shots = session.find("Shot", [], ["code"])
+        assert shots
+        shot = session.get("Shot", shots[0]["id"])
+        assert shot is not None
+        session.update("Shot", shot["id"], {"code": "STILL_WORKS"})
+        assert session.get("Shot", shot["id"])["code"] == "STILL_WORKS"
+    assert any("failed" in r.getMessage() for r in caplog.records)
+
+
+def test_corrupt_disk_degrades_to_shotgrid(
+    shotgrid_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "disk"
+
+    def maker(session: Session) -> SerialisedCache:
+        return SerialisedCache(FileCache(str(path)), encode=session.encode, decode=session.decode)
+
+    with Session(shotgrid_server.client(), cache=maker) as warm:
+        shot_id = warm.find("Shot", [], ["code"])[0]["id"]
+    (path / "cache.db").write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.WARNING, logger="sgcache_layers"):
+        try:
+            session = Session(shotgrid_server.client(), cache=maker)
+        except Exception as error:  # pragma: no cover - must not happen
+            pytest.fail(f"a corrupt disk layer broke the session: {error!r}")
+        assert session.get("Shot", shot_id) is not None
+        assert session.find("Shot", [], ["code"])
