@@ -435,3 +435,20 @@ def test_schema_reads_are_cached_and_dropped_on_schema_events(
         assert "sg_new_field" in second.schema_read()["Shot"]
         assert server.count_requests("schema_read") == 1
     assert Session(sg).schema_max_age == 3600
+
+
+def test_answers_depend_on_types_their_links_name(
+    session: Session, other: Any, server: Any
+) -> None:
+    """A Task answer shows each shot's display name, so a renamed shot makes it stale."""
+    session.sync()
+    shot_id = first_shot(other)["id"]
+    link = {"type": "Shot", "id": shot_id}
+    tasks = session.find("Task", [["entity", "is", link]], ["content", "entity"])
+    assert tasks
+    other.update("Shot", shot_id, {"code": "RENAMED_FOR_LINKS"})
+    session.sync()
+    server.reset_requests()
+    again = session.find("Task", [["entity", "is", link]], ["content", "entity"])
+    assert server.count_requests("find", "Task") == 1
+    assert {t["entity"]["name"] for t in again} == {"RENAMED_FOR_LINKS"}

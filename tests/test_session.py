@@ -392,3 +392,13 @@ def mockgun_sg(tmp_path: Path) -> Any:
     (tmp_path / "se.pickle").write_bytes(pickle.dumps(schema_entity))
     mockgun.Shotgun.set_schema_paths(str(tmp_path / "s.pickle"), str(tmp_path / "se.pickle"))
     return mockgun.Shotgun("https://mock.example.com", "mock_script", "mock-key")
+
+
+def test_refetch_keeps_link_display_names(session: Session, sg: Any) -> None:
+    shot = session.get("Shot", a_shot(sg)["id"])
+    sequence = shot["sg_sequence"]
+    name = sequence["name"]  # came with the link
+    assert name
+    session.get("Sequence", sequence["id"])  # fetches the sequence's own fields
+    assert sequence["name"] == name
+    assert sequence["code"] == name

@@ -227,6 +227,7 @@ def _link_types(data: Any) -> set[str]:
 
 _MISSING: Any = object()
 _CONTAINERS = (dict, list, tuple)
+_CONTAINERS_AND_ENTITY = (dict, list, tuple, Entity)
 
 
 def _new_token() -> str:
@@ -611,7 +612,9 @@ class Session:
             try:
                 return layer.get_many(keys)
             except Exception as error:  # a broken layer: ask the next one up
-                log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+                log.warning(
+                    "cache layer %s failed, trying the next: %s", type(layer).__name__, error
+                )
         return {}
 
     def _shared_get(self, key: str) -> Any:
@@ -760,8 +763,13 @@ class Session:
         entity: Entity,
         fields: Mapping[str, Any],
         over: Optional[bool],
+        catch_up: bool = True,
     ) -> None:
-        """Merge raw field values into *entity*; the caller holds the lock."""
+        """Merge raw field values into *entity*; the caller holds the lock.
+
+        With *catch_up*, a link that arrives now also receives the deep values
+        (``"entity.Shot.code"``) the entity already held from earlier answers.
+        """
         if over is None:
             over = True
             new_time = fields.get("updated_at")
@@ -807,7 +815,7 @@ class Session:
                 linked_heads.add(name)
             elif cls is list:
                 self._add_backrefs(entity, name, value)
-        if linked_heads is not None:
+        if linked_heads is not None and catch_up:
             # A newly known link also receives deep values held from earlier answers.
             merged = {name for name, _ in deep} if deep else set()
             for name in list(dict.keys(entity)):
@@ -820,17 +828,23 @@ class Session:
                 # "entity.Shot.code" is also merged into the linked Shot as "code".
                 head, link_type, rest = (name.split(".", 2) + ["", ""])[:3]
                 target = dict.get(entity, head)
-                if rest and isinstance(target, Entity) and target.type == link_type:
-                    self._merge_fields(target, {rest: value}, over=over)
+                if rest and target.__class__ is Entity and target._key[0] == link_type:
+                    if "." not in rest and value.__class__ not in _CONTAINERS_AND_ENTITY:
+                        # The usual case, "step.Step.code": a plain value, set in place.
+                        if over or not contains(target, rest):
+                            setitem(target, rest, value)
+                    else:
+                        self._merge_fields(target, {rest: value}, over=over)
 
     @staticmethod
     def _add_backrefs(entity: Entity, field_name: str, value: Any) -> None:
+        key = (entity._key[0], field_name)
         if isinstance(value, Entity):
-            value.backrefs.setdefault((entity.type, field_name), set()).add(entity)
+            value.backrefs.setdefault(key, set()).add(entity)
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, Entity):
-                    item.backrefs.setdefault((entity.type, field_name), set()).add(entity)
+                    item.backrefs.setdefault(key, set()).add(entity)
 
     def _merge_row(self, row: Mapping[str, Any], over: Optional[bool], fetched_at: float) -> Entity:
         entity = self._entity(row["type"], row["id"])
@@ -1068,7 +1082,8 @@ class Session:
                 if value.__class__ in _CONTAINERS or "." in name
             }
             if rest:
-                self._merge_fields(entity, rest, over=True)
+                # Links and deep keys arrive together here: nothing older to catch up.
+                self._merge_fields(entity, rest, over=True, catch_up=False)
         else:
             self._merge_fields(entity, fields, over=None)
         if record["t"] > entity._fetched_at:
@@ -1111,9 +1126,15 @@ class Session:
         return out
 
     def _core_fields(self, entity_type: str, known: Iterable[str] = ()) -> list[str]:
+        """Important fields of a type plus the fields an entity already holds.
+
+        ``name`` is left out unless important: on most types it only arrived as a
+        link's display name and is not a field ShotGrid could return.
+        """
         names = set(self.important_fields_for_all)
-        names.update(self.important_fields.get(entity_type, ()))
-        names.update(n for n in known if n not in ("type", "id"))
+        important = self.important_fields.get(entity_type, ())
+        names.update(important)
+        names.update(n for n in known if n not in ("type", "id", "name"))
         return sorted(names)
 
     def _entities_from_server(
@@ -1344,10 +1365,18 @@ class Session:
                 return answer[0]
             self.stats.misses["query"] += 1
             return [] if kind == "find" else None
-        gens = self._current_gens(deps)
         key = self._call_key(key_kind, entity_type, call)
-        if mode == "cached":
-            answer = self._answer_from_record(key, gens, fields, kind, age)
+        record = self._load_record(key, kind) if mode == "cached" else None
+        # A record depends on the types of its call and on every type its rows
+        # linked to when it was stored: all of their generations must be unmoved.
+        types = set(deps) | set(record["g"]) if record is not None else set(deps)
+        namespace = self._ns
+        gens = self._current_gens(sorted(types))
+        if self._ns != namespace:  # another process flushed: the record is from before
+            key = self._call_key(key_kind, entity_type, call)
+            record = None
+        if record is not None:
+            answer = self._answer(record, gens, fields, kind, age)
             if answer is not None:
                 self.stats.counted_hits["query"] += 1
                 return answer[0]
@@ -1390,6 +1419,10 @@ class Session:
                 self._inflight.pop(key, None)
             waiter.event.set()
 
+    def _load_record(self, key: str, kind: str) -> Optional[dict[str, Any]]:
+        """The well-formed query (``find``) or value record stored under *key*."""
+        return self._record(self._try(self.cache.get, key), "q" if kind == "find" else "v")
+
     def _answer_from_record(
         self,
         key: str,
@@ -1398,14 +1431,23 @@ class Session:
         kind: str,
         max_age: float,
     ) -> Optional[tuple[Any]]:
-        """The answer a stored record gives, or ``None`` if it is missing or stale."""
-        record = self._record(self._try(self.cache.get, key), "q" if kind == "find" else "v")
-        if record is None:
-            return None
+        """The answer the record under *key* gives, or ``None`` if missing or stale."""
+        record = self._load_record(key, kind)
+        return None if record is None else self._answer(record, gens, fields, kind, max_age)
+
+    def _answer(
+        self,
+        record: dict[str, Any],
+        gens: Optional[dict[str, str]],
+        fields: list[str],
+        kind: str,
+        max_age: float,
+    ) -> Optional[tuple[Any]]:
+        """The answer *record* gives if younger than *max_age* and no generation moved."""
         if record["t"] + max_age <= _time():
             return None
         if gens is not None:
-            stored = record.get("g") or {}
+            stored = record["g"]
             for entity_type, token in gens.items():
                 if stored.get(entity_type) != token:
                     return None
@@ -1436,9 +1478,7 @@ class Session:
                     if record is None:
                         return None
                     entity = out[position]
-                    self._merge_fields(entity, record["f"], over=None)
-                    if not entity._fetched_at:
-                        entity._fetched_at = record["t"]
+                    self._merge_record(entity, record)
                     for name in needed:
                         if not dict.__contains__(entity, name):
                             return None
