@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,redis,bench,docs,lint]'
+	$(PY) -m pip install -q -e '.[test,redis,fast,bench,docs,lint]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -176,3 +176,35 @@ def test_damaged_or_unknown_records_are_misses(tmp_path: Path, stored: str) -> N
     shot = session.get("Shot", 5)
     assert shot is not None and shot["code"] == "FROM_SERVER"
     assert Counting.calls == 1
+
+
+@pytest.mark.parametrize("accelerated", [True, False], ids=["orjson", "stdlib"])
+@settings(max_examples=150, deadline=None)
+@given(field_dicts, st.floats(min_value=0, max_value=2e9))
+def test_both_parsers_give_the_same_records(
+    accelerated: bool, fields: dict[str, Any], stamp: float
+) -> None:
+    """With or without the optional orjson accelerator, records decode the same."""
+    from sgcache_layers import codec
+
+    saved = codec._fast_loads
+    if not accelerated:
+        codec._fast_loads = None
+    try:
+        session = Session(_NoServer())
+        record = {"v": 1, "k": "e", "t": stamp, "f": fields}
+        assert same(session.decode(session.encode(record)), record)
+    finally:
+        codec._fast_loads = saved
+
+
+def test_values_orjson_refuses_still_decode() -> None:
+    from sgcache_layers import codec
+
+    if codec._fast_loads is None:
+        pytest.skip("orjson is not installed")
+    session = Session(_NoServer())
+    record = {"v": 1, "k": "e", "t": 1.0, "f": {"big": 2**80, "inf": float("inf"), "s": "\ud800"}}
+    back = session.decode(session.encode(record))
+    assert back["f"]["big"] == 2**80 and back["f"]["inf"] == float("inf")
+    assert back["f"]["s"] == "\ud800"

@@ -27,6 +27,19 @@ __all__ = [
 #: The key that marks a tagged value inside encoded JSON.
 TAG = "__sgcl__"
 
+# Optional accelerator (``pip install sgcache-layers[fast]``): orjson parses plain
+# records about three times faster.  Whatever it refuses (NaN, Infinity, integers
+# beyond 64 bits, lone surrogates) goes to the standard parser, so answers match.
+_fast_loads: Optional[Callable[[Union[str, bytes]], Any]]
+try:
+    import orjson
+
+    _fast_loads = orjson.loads
+    _FAST_ERROR: type[Exception] = orjson.JSONDecodeError
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
+    _FAST_ERROR = ValueError
+
 _DATETIME = _dt.datetime
 _DATE = _dt.date
 
@@ -132,6 +145,12 @@ def make_decoder(
             if not isinstance(text, str):
                 text = bytes(text).decode("utf-8")
             if fast and marker not in text:
+                accelerated = _fast_loads
+                if accelerated is not None:
+                    try:
+                        return accelerated(text)
+                    except _FAST_ERROR:
+                        pass  # the standard parser decides (and reads NaN and big ints)
                 return plain(text)
             return hooked(text)
         except (ValueError, TypeError, KeyError, AttributeError) as error:

@@ -67,6 +67,8 @@ class Entity(dict):  # type: ignore[type-arg]
     @property
     def backrefs(self) -> dict[tuple[str, str], set[Entity]]:
         """Entities that link to this one: ``{(their type, their field): {entity, ...}}``."""
+        if not self.session._backrefs_on:
+            self.session._enable_backrefs()
         refs = self._backrefs
         if refs is None:
             refs = self._backrefs = {}

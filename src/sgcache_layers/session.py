@@ -329,6 +329,7 @@ class Session:
         self._state = _ThreadState()
         self._lock = threading.RLock()
         self._entities: dict[tuple[str, int], Entity] = {}
+        self._backrefs_on = False  # see _enable_backrefs
         # The same entities indexed by type then id, for the hot path of get().
         self._by_type: dict[str, dict[int, Entity]] = {}
         self._inflight: dict[str, _Inflight] = {}
@@ -806,16 +807,15 @@ class Session:
                     deep = []
                 deep.append((name, value))
             elif cls is Entity:
-                refs = value.backrefs.get((entity._key[0], name))
-                if refs is None:
-                    refs = value.backrefs[(entity._key[0], name)] = set()
-                refs.add(entity)
-                if linked_heads is None:
-                    linked_heads = set()
-                linked_heads.add(name)
-            elif cls is list:
+                if self._backrefs_on:
+                    self._add_backrefs(entity, name, value)
+                if catch_up:
+                    if linked_heads is None:
+                        linked_heads = set()
+                    linked_heads.add(name)
+            elif cls is list and self._backrefs_on:
                 self._add_backrefs(entity, name, value)
-        if linked_heads is not None and catch_up:
+        if linked_heads is not None:
             # A newly known link also receives deep values held from earlier answers.
             merged = {name for name, _ in deep} if deep else set()
             for name in list(dict.keys(entity)):
@@ -838,13 +838,31 @@ class Session:
 
     @staticmethod
     def _add_backrefs(entity: Entity, field_name: str, value: Any) -> None:
+        """Record on each entity *value* links to that *entity* links to it by *field_name*."""
         key = (entity._key[0], field_name)
-        if isinstance(value, Entity):
-            value.backrefs.setdefault(key, set()).add(entity)
-        elif isinstance(value, list):
-            for item in value:
-                if isinstance(item, Entity):
-                    item.backrefs.setdefault(key, set()).add(entity)
+        for item in value if value.__class__ is list else (value,):
+            if item.__class__ is Entity:
+                backrefs = item._backrefs
+                if backrefs is None:
+                    backrefs = item._backrefs = {}
+                refs = backrefs.get(key)
+                if refs is None:
+                    refs = backrefs[key] = set()
+                refs.add(entity)
+
+    def _enable_backrefs(self) -> None:
+        """Build the backref index on first use; merges keep it up to date afterwards.
+
+        A tool that never looks at backrefs (most of them) never pays for them.
+        """
+        with self._lock:
+            if self._backrefs_on:
+                return
+            for entity in list(self._entities.values()):
+                for name, value in list(dict.items(entity)):
+                    if "." not in name and name != "type" and name != "id":
+                        self._add_backrefs(entity, name, value)
+            self._backrefs_on = True
 
     def _merge_row(self, row: Mapping[str, Any], over: Optional[bool], fetched_at: float) -> Entity:
         entity = self._entity(row["type"], row["id"])
@@ -1458,19 +1476,25 @@ class Session:
     def _entities_for_refs(
         self, refs: list[list[Any]], fields: list[str], missing: Iterable[str]
     ) -> Optional[tuple[list[Entity]]]:
-        needed = [f for f in fields if f not in set(missing)]
+        absent = set(missing)
+        needed = [f for f in fields if f not in absent]
         out: list[Entity] = []
         lacking: list[tuple[int, str, int]] = []
-        with self._lock:
-            for position, (entity_type, entity_id) in enumerate(refs):
-                entity = self._entity(entity_type, entity_id)
-                out.append(entity)
-                for name in needed:
-                    if not dict.__contains__(entity, name):
-                        lacking.append((position, entity_type, entity_id))
-                        break
+        make = self._entity
+        contains = dict.__contains__
+        for position, (entity_type, entity_id) in enumerate(refs):
+            entity = make(entity_type, entity_id)
+            out.append(entity)
+            if len(entity) == 2 and needed:
+                lacking.append((position, entity_type, entity_id))
+                continue
+            for name in needed:
+                if not contains(entity, name):
+                    lacking.append((position, entity_type, entity_id))
+                    break
         if lacking:
-            keys = [self._entity_key(t, i) for _, t, i in lacking]
+            prefix = self._ns + "|e|"
+            keys = [f"{prefix}{t}|{i}" for _, t, i in lacking]
             records = self._try(self.cache.get_many, keys) or {}
             with self._lock:
                 for key, (position, _, _) in zip(keys, lacking):
