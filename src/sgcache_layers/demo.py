@@ -49,7 +49,7 @@ __all__ = [
 #: Median seconds the demo server adds to every answer (lognormal around it).
 DEFAULT_LATENCY = 0.15
 #: Production size of the demo site (1.0 is ~500 shots and ~5,000 tasks).
-DEFAULT_SCALE = 0.3
+DEFAULT_SCALE = 1.0
 #: Seed of the production generator and of the latency draws.
 DEFAULT_SEED = 0
 #: The warm run in a fresh process should be at least this many times faster than plain.

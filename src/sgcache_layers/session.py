@@ -226,7 +226,6 @@ def _link_types(data: Any) -> set[str]:
 
 
 _MISSING: Any = object()
-_CONTAINERS = (dict, list, tuple)
 _CONTAINERS_AND_ENTITY = (dict, list, tuple, Entity)
 
 
@@ -783,6 +782,7 @@ class Session:
                         pass
         contains = dict.__contains__
         setitem = dict.__setitem__
+        by_type = self._by_type
         deep: Optional[list[tuple[str, Any]]] = None
         linked_heads: Optional[set[str]] = None
         for name, value in fields.items():
@@ -792,11 +792,20 @@ class Session:
                 continue
             cls = value.__class__
             if cls is dict:
-                value = (
-                    self._link(value, over)
-                    if value.get("id").__class__ is int and value.get("type").__class__ is str
-                    else self._convert(value, over)
-                )
+                link_id = value.get("id")
+                link_type = value.get("type")
+                if link_id.__class__ is int and link_type.__class__ is str:
+                    by_id = by_type.get(link_type)
+                    linked = by_id.get(link_id) if by_id is not None else None
+                    if linked is not None and len(value) == 3 and "name" in value:
+                        # The usual link {type, id, name} to a known entity, inline.
+                        if dict.get(linked, "name", _MISSING) != value["name"]:
+                            setitem(linked, "name", value["name"])
+                        value = linked
+                    else:
+                        value = self._link(value, over)
+                else:
+                    value = self._convert(value, over)
                 cls = value.__class__
             elif cls is list or cls is tuple or cls is Entity:
                 value = self._convert(value, over)
@@ -1091,17 +1100,9 @@ class Session:
         """Merge a stored entity record; the caller holds the lock."""
         fields = record["f"]
         if len(entity) == 2:
-            # A brand-new instance (type and id only): copy the record at C speed,
-            # then convert only what needs it (links, containers, deep keys).
-            dict.update(entity, fields)
-            rest = {
-                name: value
-                for name, value in fields.items()
-                if value.__class__ in _CONTAINERS or "." in name
-            }
-            if rest:
-                # Links and deep keys arrive together here: nothing older to catch up.
-                self._merge_fields(entity, rest, over=True, catch_up=False)
+            # A brand-new instance (type and id only) has nothing older to keep, and
+            # its links and deep keys arrive together: no catching up to do.
+            self._merge_fields(entity, fields, over=True, catch_up=False)
         else:
             self._merge_fields(entity, fields, over=None)
         if record["t"] > entity._fetched_at:
