@@ -111,3 +111,28 @@ def test_corrupt_disk_degrades_to_shotgrid(
             pytest.fail(f"a corrupt disk layer broke the session: {error!r}")
         assert session.get("Shot", shot_id) is not None
         assert session.find("Shot", [], ["code"])
+
+
+def test_one_serialiser_around_disk_and_redis(
+    shotgrid_server: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """The docs' stack: generations still come from Redis, not the host's own disk."""
+
+    def host(disk: str) -> Session:
+        def cache_maker(session: Session) -> SerialisedCache:
+            stack = LayeredCache(
+                [FileCache(str(tmp_path / disk)), RedisCache(redis_url, namespace="farm3")]
+            )
+            return SerialisedCache(stack, encode=session.encode, decode=session.decode)
+
+        return Session(shotgrid_server.client(), cache=cache_maker)
+
+    host_a, host_b = host("a"), host("b")
+    shots_b = host_b.find("Shot", [], ["code"])
+    host_a.find("Shot", [], ["code"])
+    host_a.update("Shot", shots_b[0]["id"], {"code": "SEEN_ACROSS_HOSTS"})
+    # Host B's own disk still holds the old generation; Redis has the new one.
+    again = host_b.find("Shot", [], ["code"])
+    assert again[0]["code"] == "SEEN_ACROSS_HOSTS"
+    fresh_b = host("b")  # a new process on host B, same disk
+    assert fresh_b.find("Shot", [], ["code"])[0]["code"] == "SEEN_ACROSS_HOSTS"

@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
 from . import codec
-from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache, ProxyCache
+from .cache import (
+    Cache,
+    CacheBackendError,
+    LayeredCache,
+    MemoryCache,
+    ProxyCache,
+    SerialisedCache,
+)
 from .entity import NOT_SET, Entity
 from .events import EVENT_FIELDS, SCHEMA_TYPE, Changes, changes_from_events, has_gap
 from .keys import KeyMaker, ObjectKeyMaker
@@ -142,11 +149,23 @@ def _is_local(cache: Cache) -> bool:
 
 
 def _flatten(cache: Cache) -> list[Cache]:
+    """The single layers of *cache*, shallowest first, each as a cache of its own.
+
+    Nested LayeredCaches are opened up, and so is a plain SerialisedCache around one
+    (``SerialisedCache(LayeredCache([disk, redis]), ...)`` gives one serialised view
+    per layer), so the session can read bookkeeping from the deepest layer alone.
+    """
     if isinstance(cache, LayeredCache):
         out: list[Cache] = []
         for layer in cache.caches:
             out.extend(_flatten(layer))
         return out
+    if type(cache) is SerialisedCache:
+        inner = _flatten(cache.proxied)
+        if len(inner) > 1:
+            return [
+                SerialisedCache(layer, encode=cache.encode, decode=cache.decode) for layer in inner
+            ]
     return [cache]
 
 
