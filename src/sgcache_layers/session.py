@@ -82,30 +82,39 @@ class SessionConfigError(ValueError):
 
 @dataclass
 class SessionStats:
-    """Counters a session keeps: requests by method, cache hits and misses by layer."""
+    """Counters a session keeps: requests by method, cache hits and misses by layer.
+
+    ``hits`` and ``misses`` count look-ups in the cache layers: ``cache`` for entity
+    records, ``query`` for query and value records.  A :meth:`Session.get` answered
+    by a live entity that is still fresh is not counted: that path is kept as
+    cheap as a dict look-up.  :attr:`layers` breaks hits down by layer.
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
-    counted_hits: Counter[str] = field(default_factory=Counter)
+    hits: Counter[str] = field(default_factory=Counter)
     misses: Counter[str] = field(default_factory=Counter)
     stale_served: int = 0
     syncs: int = 0
     flushes: int = 0
     cache: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
-    identity_hits: Callable[[], int] = field(default=lambda: 0, repr=False, compare=False)
-
-    @property
-    def hits(self) -> Counter[str]:
-        """Answers served without ShotGrid: ``identity`` (live entities), ``cache``, ``query``."""
-        hits = Counter(self.counted_hits)
-        identity = self.identity_hits()
-        if identity:
-            hits["identity"] += identity
-        return hits
+    records: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
 
     @property
     def layers(self) -> list[dict[str, Any]]:
-        """Hits, misses and errors of each layer of ``session.cache``."""
-        return [dict(s) for s in self.cache.stats()] if self.cache is not None else []
+        """Hits, misses and errors of each layer of ``session.cache``.
+
+        Entity records, read from the layer after memory directly, count there.
+        """
+        if self.cache is None:
+            return []
+        rows: list[dict[str, Any]] = [dict(s) for s in self.cache.stats()]
+        if self.records is not None:
+            extra = self.records.stats()[0]
+            row = rows[1] if len(rows) > 1 else rows[0]
+            row["hits"] += extra["hits"]
+            row["misses"] += extra["misses"]
+            row["errors"] += extra["errors"]
+        return rows
 
     @property
     def request_count(self) -> int:
@@ -334,11 +343,12 @@ class Session:
         self.identity = ident
         self.cache_key_maker: KeyMaker = cache_key_maker or ObjectKeyMaker()
         self._max_age = float(max_age)
-        # [max_age, or -inf while the fast path is off; next sync time], read by get().
-        self._fast_state: list[float] = [-math.inf, math.inf]
+        # [max_age, or -inf while the fast path is off], read by the closure behind get().
+        self._fast_state: list[float] = [-math.inf]
+        self._next_sync_at = math.inf
         self.schema_max_age = float(schema_max_age)
         self.stale_if_error = stale_if_error
-        self.sync_interval = sync_interval
+        self._sync_interval = sync_interval
         self.sync_limit = sync_limit
         self.stats = SessionStats()
 
@@ -354,7 +364,6 @@ class Session:
         self._inflight_lock = threading.Lock()
         self._seen_gens: dict[str, str] = {}
         self._next_sync = math.inf if sync_interval is None else 0.0
-        self._hit_box = [0]
         self._closed = False
         self._decoder = codec.make_decoder(self._decode_entity, fast=True)
         self._mode_overrides = 0
@@ -382,8 +391,12 @@ class Session:
                 )
             layers.append(extra)
         self.cache = LayeredCache(layers)
+        # Entity records go straight to the layers below memory: while the process
+        # runs, the identity map already holds them, so a copy in the memory layer
+        # would only cost time and memory.  Query and value records use every layer.
+        self._records: LayeredCache = LayeredCache([extra if extra is not None else memory])
         self.stats.cache = self.cache
-        self.stats.identity_hits = lambda: self._hit_box[0]
+        self.stats.records = self._records
         flat = _flatten(self.cache)
         self._local_layers = [layer for layer in flat if _is_local(layer)]
         shared = [layer for layer in flat if not _is_local(layer)]
@@ -469,7 +482,11 @@ class Session:
 
     def _update_fast(self) -> None:
         """Whether :meth:`get` may answer from live entities without looking at modes."""
-        fast = self._default_mode == "cached" and self._mode_overrides == 0
+        fast = (
+            self._default_mode == "cached"
+            and self._mode_overrides == 0
+            and self.sync_interval is None
+        )
         self._fast_state[0] = self._max_age if fast else -math.inf
 
     @property
@@ -485,12 +502,25 @@ class Session:
         self._update_fast()
 
     @property
+    def sync_interval(self) -> Optional[float]:
+        """Seconds between automatic syncs on reads, or ``None`` for none."""
+        return self._sync_interval
+
+    @sync_interval.setter
+    def sync_interval(self, value: Optional[float]) -> None:
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise SessionConfigError(f"sync_interval must be seconds >= 0 or None, not {value!r}")
+        self._sync_interval = value
+        self._next_sync = math.inf if value is None else 0.0
+        self._update_fast()
+
+    @property
     def _next_sync(self) -> float:
-        return self._fast_state[1]
+        return self._next_sync_at
 
     @_next_sync.setter
     def _next_sync(self, value: float) -> None:
-        self._fast_state[1] = value
+        self._next_sync_at = value
 
     def _make_fast_get(self) -> Callable[..., Any]:
         """Build ``get``: live, fresh entities answer with no attribute look-ups at all.
@@ -500,7 +530,6 @@ class Session:
         """
         by_type = self._by_type
         state = self._fast_state
-        hits = self._hit_box
         slow = self._get
         one = self._get_one_cached
         server = self._entities_from_server
@@ -512,17 +541,11 @@ class Session:
             except (KeyError, TypeError):  # unknown, or a list of ids
                 pass
             else:
-                now = clock()
-                # state[0] is -inf unless plain cached mode: then nothing is fresh here.
-                if entity._fetched_at > now - state[0] and now < state[1]:
-                    hits[0] += 1
+                # state[0] is max_age in plain cached mode with no automatic sync,
+                # and -inf otherwise: then nothing is fresh here and the full path runs.
+                if entity._fetched_at > clock() - state[0]:
                     return entity
-            if (
-                id_or_ids.__class__ is int
-                and fetch
-                and state[0] != -math.inf
-                and clock() < state[1]
-            ):
+            if id_or_ids.__class__ is int and fetch and state[0] != -math.inf:
                 # Cached mode, one id, no sync due: straight to the cache layers.
                 hit, found = one(entity_type, id_or_ids)
                 if hit:
@@ -966,14 +989,14 @@ class Session:
         if deep.get("g") != current:
             deep = dict(deep)
             deep["g"] = current
-            self._safe_set(key, deep)
+            self._try(self._records.set, key, deep)
         return deep
 
     def _store_entities(self, entities: Iterable[Entity]) -> None:
         with self._lock:
             records = {self._entity_key(e.type, e.id): self._snapshot(e) for e in entities}
         if records:
-            self._try(self.cache.set_many, records)
+            self._try(self._records.set_many, records)
 
     def _store_retired(self, entity_type: str, ids: Iterable[int]) -> None:
         now = _time()
@@ -981,7 +1004,7 @@ class Session:
             self._entity_key(entity_type, i): {"v": FORMAT_VERSION, "k": "x", "t": now} for i in ids
         }
         if records:
-            self._try(self.cache.set_many, records)
+            self._try(self._records.set_many, records)
 
     # ------------------------------------------------------------- requests
     def _request(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -1063,7 +1086,7 @@ class Session:
                     and entity._exists is not False
                     and entity._fetched_at
                 ):
-                    self.stats.counted_hits["identity"] += 1
+                    self.stats.hits["identity"] += 1
                     found[entity_id] = entity
             wanted = [i for i in dict.fromkeys(ids) if i not in found]
             if wanted:
@@ -1080,16 +1103,16 @@ class Session:
         """``(True, entity_or_None)`` when memory or a cache layer answers for one entity."""
         entity = self._entities.get((entity_type, entity_id))
         now = _time()
+        max_age = self._max_age
         if (
             entity is not None
             and entity._exists is not False
-            and (entity._fetched_at + self.max_age > now)
+            and (entity._fetched_at + max_age > now)
         ):
-            self._hit_box[0] += 1
             return True, entity
         key = f"{self._ns}|e|{entity_type}|{entity_id}"
         try:
-            record = self.cache.get(key)
+            record = self._records.get(key)
         except KeyError:
             record = None
         except Exception as error:
@@ -1097,13 +1120,15 @@ class Session:
             record = None
         record = self._record(record)
         if record is not None and record.get("k") == "e":
-            record = self._confirmed(entity_type, key, record)
-        if record is None or record["t"] + self.max_age <= now:
+            current = self._seen_gens.get(entity_type)
+            if current is not None and record.get("g") != current:
+                record = self._confirmed(entity_type, key, record)
+        if record is None or record["t"] + max_age <= now:
             self.stats.misses["cache"] += 1
             return False, None
         kind = record.get("k")
         if kind == "x":
-            self.stats.counted_hits["cache"] += 1
+            self.stats.hits["cache"] += 1
             return True, None
         if kind != "e":
             self.stats.misses["cache"] += 1
@@ -1112,7 +1137,7 @@ class Session:
             entity = self._entity(entity_type, entity_id)
         with self._lock:
             self._merge_record(entity, record)
-        self.stats.counted_hits["cache"] += 1
+        self.stats.hits["cache"] += 1
         return True, entity
 
     def _merge_record(self, entity: Entity, record: dict[str, Any]) -> None:
@@ -1134,10 +1159,10 @@ class Session:
         keys = {self._entity_key(entity_type, i): i for i in ids}
         if len(keys) == 1:
             (only,) = keys
-            value = self._try(self.cache.get, only)
+            value = self._try(self._records.get, only)
             records = {} if value is None else {only: value}
         else:
-            records = self._try(self.cache.get_many, list(keys)) or {}
+            records = self._try(self._records.get_many, list(keys)) or {}
         now = _time()
         out: dict[int, Optional[Entity]] = {}
         with self._lock:
@@ -1159,7 +1184,7 @@ class Session:
                 entity = self._entity(entity_type, entity_id)
                 self._merge_record(entity, value)
                 out[entity_id] = entity
-        self.stats.counted_hits["cache"] += len(out)
+        self.stats.hits["cache"] += len(out)
         self.stats.misses["cache"] += len(ids) - len(out)
         return out
 
@@ -1399,7 +1424,7 @@ class Session:
             key = self._call_key(key_kind, entity_type, call)
             answer = self._answer_from_record(key, None, fields, kind, math.inf)
             if answer is not None:
-                self.stats.counted_hits["query"] += 1
+                self.stats.hits["query"] += 1
                 return answer[0]
             self.stats.misses["query"] += 1
             return [] if kind == "find" else None
@@ -1416,7 +1441,7 @@ class Session:
         if record is not None:
             answer = self._answer(record, gens, fields, kind, age)
             if answer is not None:
-                self.stats.counted_hits["query"] += 1
+                self.stats.hits["query"] += 1
                 return answer[0]
         self.stats.misses["query"] += 1
 
@@ -1515,7 +1540,7 @@ class Session:
         if lacking:
             prefix = self._ns + "|e|"
             keys = [f"{prefix}{t}|{i}" for _, t, i in lacking]
-            records = self._try(self.cache.get_many, keys) or {}
+            records = self._try(self._records.get_many, keys) or {}
             with self._lock:
                 for key, (position, _, _) in zip(keys, lacking):
                     record = self._record(records.get(key), "e")
