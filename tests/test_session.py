@@ -402,3 +402,68 @@ def test_refetch_keeps_link_display_names(session: Session, sg: Any) -> None:
     session.get("Sequence", sequence["id"])  # fetches the sequence's own fields
     assert sequence["name"] == name
     assert sequence["code"] == name
+
+
+REAL_SCHEMA = Path(__file__).parent / "fixtures" / "real-site-schema"
+
+
+def test_session_on_the_real_site_schema(shotgrid_server_factory: Any, tmp_path: Path) -> None:
+    """Nothing in the session leans on our demo schema: a real site's 77 types work."""
+    server = shotgrid_server_factory(str(REAL_SCHEMA))
+    sg = server.client()
+    project = sg.create("Project", {"name": "Real Schema"})
+    sequence = sg.create("Sequence", {"code": "RS010", "project": project})
+    shot = sg.create("Shot", {"code": "RS010_0010", "project": project, "sg_sequence": sequence})
+    custom = sg.create("CustomEntity01", {"code": "widget", "project": project})
+    path = tmp_path / "real"
+    with Session(sg, cache=disk_cache_maker(path)) as first:
+        first.sync()
+        first.update("Shot", shot["id"], {"description": "on a real schema"})
+        rows = first.find(
+            "Shot", [["project", "is", project]], ["code", "sg_sequence.Sequence.code"]
+        )
+        assert rows[0]["sg_sequence.Sequence.code"] == "RS010"
+        assert first.get("CustomEntity01", custom["id"])["code"] == "widget"
+        field = first.schema_field_read("Shot", "sg_sequence")["sg_sequence"]
+        assert field["data_type"]["value"] == "entity"
+    server.reset_requests()
+    with Session(sg, cache=disk_cache_maker(path)) as second:
+        again = second.find(
+            "Shot", [["project", "is", project]], ["code", "sg_sequence.Sequence.code"]
+        )
+        assert [r["code"] for r in again] == ["RS010_0010"]
+        assert second.get("Shot", shot["id"])["description"] == "on a real schema"
+        assert second.get("CustomEntity01", custom["id"])["code"] == "widget"
+        assert server.request_count == 0
+        sg.update("CustomEntity01", custom["id"], {"code": "renamed widget"})
+        second.sync()
+        assert second.get("CustomEntity01", custom["id"])["code"] == "renamed widget"
+
+
+def test_a_poorer_session_does_not_make_the_cache_poorer(sg: Any, tmp_path: Path) -> None:
+    path = tmp_path / "rich"
+    shot_id = a_shot(sg)["id"]
+    with Session(sg, cache=disk_cache_maker(path)) as rich:
+        rich.get("Shot", shot_id).fetch(["description", "sg_cut_in"])
+    with Session(sg, cache=disk_cache_maker(path)) as poor:
+        poor.find("Shot", [["id", "is", shot_id]], ["code"])  # knows only the code
+    with Session(sg, cache=disk_cache_maker(path)) as third:
+        shot = third.get("Shot", shot_id)
+        with third.auto_populating(False):
+            assert shot["description"] is not NOT_SET
+            assert "sg_cut_in" in shot
+        assert third.stats.request_count == 0
+
+
+def test_update_drops_deep_values_through_the_changed_link(session: Session, sg: Any) -> None:
+    shot = session.find_one(
+        "Shot", [["id", "is", a_shot(sg)["id"]]], ["sg_sequence", "sg_sequence.Sequence.code"]
+    )
+    assert shot is not None
+    other = sg.create("Sequence", {"code": "OTHER_SEQ", "project": shot["project"]})
+    session.update("Shot", shot["id"], {"sg_sequence": other})
+    assert "sg_sequence.Sequence.code" not in shot
+    session.reset()
+    again = session.get("Shot", shot["id"])
+    assert "sg_sequence.Sequence.code" not in again
+    assert again["sg_sequence"]["id"] == other["id"]

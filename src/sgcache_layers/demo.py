@@ -504,8 +504,7 @@ def _report(
     plain, warm = results[0], results[-1]
     summary = plain.summary
     print(
-        f"Demo site: scale {scale:g}, seed {seed} "
-        f"({_describe_site(server.production)})",
+        f"Demo site: scale {scale:g}, seed {seed} ({_describe_site(server.production)})",
         file=out,
     )
     if latency > 0:

@@ -26,8 +26,10 @@ EVENT_FIELDS = ["event_type", "entity", "meta", "attribute_name", "project"]
 #: The pseudo entity type whose generation guards cached schema reads.
 SCHEMA_TYPE = "__schema__"
 
-# Event types that mean the schema changed (fields or entity types).
-_SCHEMA_EVENT_WORDS = ("DisplayColumn", "CustomEntity", "EntityType", "Schema")
+# The "entity types" of events that mean the schema changed: a field
+# (``Shotgun_DisplayColumn_New``/``_Change``/``_Retirement``) or a type.  Exact
+# names: ``Shotgun_CustomEntity01_Change`` is data, not schema.
+_SCHEMA_EVENT_TYPES = {"DisplayColumn", "EntityType", "Schema", "SchemaField"}
 
 # Entity actions ShotGrid logs for data changes.
 _DATA_ACTIONS = {"New", "Change", "Retirement", "Revival"}
@@ -72,13 +74,13 @@ def changes_from_events(events: Iterable[Mapping[str, Any]]) -> Changes:
         if isinstance(event_id, int) and event_id > changes.last_id:
             changes.last_id = event_id
         event_type = str(event.get("event_type") or "")
-        if any(word in event_type for word in _SCHEMA_EVENT_WORDS):
-            changes.types.add(SCHEMA_TYPE)
-            continue
         target = _event_target(event_type)
         if target is None:
             continue
         entity_type, _action = target
+        if entity_type in _SCHEMA_EVENT_TYPES:
+            changes.types.add(SCHEMA_TYPE)
+            continue
         changes.types.add(entity_type)
         meta = event.get("meta")
         entity = event.get("entity")

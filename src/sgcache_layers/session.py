@@ -992,11 +992,37 @@ class Session:
             self._try(self._records.set, key, deep)
         return deep
 
-    def _store_entities(self, entities: Iterable[Entity]) -> None:
+    def _store_entities(self, entities: Iterable[Entity], changed: Iterable[str] = ()) -> None:
+        """Write entity records, keeping the fields a stored record already had.
+
+        A session that knows fewer fields of an entity must not make the cache
+        poorer: fields of the record in the deepest layer (which writers and syncs
+        keep exact) are carried over, and the record keeps the older fetch time.
+        Fields in *changed*, and deep keys through them, are not carried.
+        """
         with self._lock:
             records = {self._entity_key(e.type, e.id): self._snapshot(e) for e in entities}
-        if records:
-            self._try(self._records.set_many, records)
+        if not records:
+            return
+        changed = set(changed)
+        existing = self._shared_get_many(list(records))
+        for key, record in records.items():
+            old = self._record(existing.get(key), "e")
+            if old is None:
+                continue
+            fields = record["f"]
+            carried = {
+                name: value
+                for name, value in old["f"].items()
+                if name not in fields
+                and name not in changed
+                and not ("." in name and name.split(".", 1)[0] in changed)
+            }
+            if carried:
+                carried.update(fields)
+                record["f"] = carried
+                record["t"] = min(record["t"], old["t"])
+        self._try(self._records.set_many, records)
 
     def _store_retired(self, entity_type: str, ids: Iterable[int]) -> None:
         now = _time()
@@ -1764,15 +1790,19 @@ class Session:
         with self._lock:
             entity = self._entity(entity_type, entity_id)
             fetched_at = entity._fetched_at or _time()
+            # Deep values read through a changed link ("sg_sequence.Sequence.code") are
+            # no longer known, nor are multi-entity lists the answer does not hold.
+            for name in list(dict.keys(entity)):
+                if "." in name and name.split(".", 1)[0] in data:
+                    dict.pop(entity, name)
             if multi_entity_update_modes:
-                # The answer holds the whole new list only on some servers: refetch lazily.
                 for name in multi_entity_update_modes:
                     if name not in result:
                         dict.pop(entity, name, None)
             self._merge_fields(entity, result, over=True)
             entity._fetched_at = fetched_at
             entity._exists = True
-        self._store_entities([entity])
+        self._store_entities([entity], changed=data)
         self._bump(touched)
         return entity
 
