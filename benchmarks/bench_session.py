@@ -66,7 +66,8 @@ def bench_memory(
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    args = json.loads(sys.argv[1])
+    with open(sys.argv[1]) as handle:
+        args = json.load(handle)
     if args["what"] == "session":
         import shotgun_api3
         from sgcache_layers import FileCache, SerialisedCache, Session
@@ -86,8 +87,8 @@ CHILD = textwrap.dedent(
         cache = FileCache(args["path"])
         opened = time.perf_counter()
         for key in args["keys"]:
-            record = json.loads(cache.get(key))
-            assert record["f"]["code"]
+            record = json.loads(cache.get(key))  # the same stored text the session reads
+            assert record[1]["f"]["code"]
         done = time.perf_counter()
         requests = 0
     print(json.dumps({"open": opened - start, "per_get": (done - opened) / len(args["ids"]),
@@ -97,9 +98,16 @@ CHILD = textwrap.dedent(
 
 
 def child(args: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, check=True
-    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(args, handle)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, handle.name], capture_output=True, text=True
+        )
+    finally:
+        os.unlink(handle.name)
+    if out.returncode != 0:
+        raise SystemExit(f"bench_session: the {args['what']} child failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 

@@ -113,6 +113,27 @@ def test_records_round_trip(fields: dict[str, Any], stamp: float) -> None:
     assert same(unpack_record(loads(dumps(pack_record(record)))), record)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"dt": 0.04, "da": [1, 2], "f": "not a record"},
+        {"v": 1, "k": "e", "t": "not a number", "f": {}, "dt": ["f"]},
+        ["~sgcl-record", {"f": {}}, [], []],
+        ["~sgcl-list", 1],
+        [],
+        {
+            "v": 1,
+            "k": "v",
+            "t": 1.0,
+            "g": {},
+            "d": {TAG: "dt", "v": "x", "when": dt.date(2024, 1, 2)},
+        },
+    ],
+)
+def test_user_data_that_looks_like_a_frame_round_trips(session: Session, value: Any) -> None:
+    assert same(session.decode(session.encode(value)), value)
+
+
 def test_time_zones_keep_their_offset(session: Session) -> None:
     tz = dt.timezone(dt.timedelta(hours=5, minutes=30))
     when = dt.datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=tz)
@@ -154,7 +175,8 @@ def test_bad_text_raises_codec_error_only() -> None:
         '{"v": 1, "k": "e", "t": "yesterday", "f": {}}',
         '{"v": 1, "k": "e", "t": 1e12, "f": ["not", "a", "dict"]}',
         '{"v": 1, "k": "zz", "t": 1e12}',
-        '{"v": 1, "k": "e", "t": 1e12, "f": {"d": "x"}, "dt": ["d"]}',
+        '["~sgcl-record", {"v": 1, "k": "e", "t": 1e12, "f": {"d": "x"}}, ["d"], []]',
+        '["~sgcl-record", {"v": 1}]',
         "[1, 2, 3]",
     ],
 )

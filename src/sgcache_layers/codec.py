@@ -20,6 +20,9 @@ __all__ = [
     "dumps",
     "loads",
     "make_decoder",
+    "escape",
+    "escape_key",
+    "frame_plain",
     "pack_record",
     "unpack_record",
 ]
@@ -159,65 +162,72 @@ def make_decoder(
     return loads
 
 
-def pack_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Move top-level datetime and date field values of a record into side lists.
+# Frames that tell a packed session record (and a user list that merely starts
+# like one) from any other value.  They avoid the tag so records stay on the fast path.
+_RECORD_FRAME = "~sgcl-record"
+_LIST_FRAME = "~sgcl-list"
+_FRAMES = (_RECORD_FRAME, _LIST_FRAME)
 
-    ``{"f": {"updated_at": datetime}}`` becomes ``{"f": {"updated_at": "iso"},
-    "dt": ["updated_at"]}`` so the record decodes without a per-object hook.
+
+def pack_record(record: dict[str, Any]) -> list[Any]:
+    """Frame a session record so it decodes without a per-object hook.
+
+    Top-level datetime and date values of its field dict ``"f"`` become ISO text
+    whose names travel in side lists: ``[frame, record, datetime_names, date_names]``.
+    Every container is escaped (see :func:`escape`) like any other data.
     """
-    fields = record.get("f")
-    if type(fields) is not dict:
-        return record
+    packed: dict[str, Any] = {}
+    for key, value in record.items():
+        if key != "f":
+            cls = value.__class__
+            packed[key] = escape(value) if cls is dict or cls is list or cls is tuple else value
     datetimes: list[str] = []
     dates: list[str] = []
-    packed: Optional[dict[str, Any]] = None
-    for name, value in fields.items():
-        cls = value.__class__
-        if cls is _DATETIME or (cls is not _DATE and isinstance(value, _DATETIME)):
-            datetimes.append(name)
-            new = value.isoformat()
-        elif cls is _DATE:
-            dates.append(name)
-            new = value.isoformat()
-        elif cls is dict or cls is list or cls is tuple:
-            new = escape(value)
-        else:
-            if name.startswith(TAG):
-                new = value
-            else:
-                continue
-        if packed is None:
-            packed = dict(fields)
-        if name.startswith(TAG):
-            del packed[name]
-            name = escape_key(name)
-        packed[name] = new
-    if packed is None:
-        return record
-    out = dict(record)
-    out["f"] = packed
-    if datetimes:
-        out["dt"] = datetimes
-    if dates:
-        out["da"] = dates
-    return out
+    fields = record.get("f")
+    if type(fields) is dict:
+        out: dict[str, Any] = {}
+        for name, value in fields.items():
+            cls = value.__class__
+            if cls is _DATETIME or (cls is not _DATE and isinstance(value, _DATETIME)):
+                datetimes.append(name)
+                value = value.isoformat()
+            elif cls is _DATE:
+                dates.append(name)
+                value = value.isoformat()
+            elif cls is dict or cls is list or cls is tuple:
+                value = escape(value)
+            out[escape_key(name)] = value
+        packed["f"] = out
+    elif "f" in record:
+        packed["f"] = escape(fields)
+    return [_RECORD_FRAME, packed, datetimes, dates]
+
+
+def frame_plain(data: Any) -> Any:
+    """Escape a value that would read as a frame (a list starting with a frame name)."""
+    if type(data) is list and data and data[0] in _FRAMES:
+        return [_LIST_FRAME, data]
+    return data
 
 
 def unpack_record(data: Any) -> Any:
-    """Undo :func:`pack_record` (anything else passes through unchanged)."""
-    if type(data) is not dict or ("dt" not in data and "da" not in data):
+    """Undo :func:`pack_record` and :func:`frame_plain`; anything else is returned as is."""
+    if type(data) is not list or not data or data[0] not in _FRAMES:
         return data
-    fields = data.get("f")
-    if type(fields) is not dict:
-        raise CodecError("a packed record has no field dict")
+    if data[0] == _LIST_FRAME and len(data) == 2:
+        return data[1]
+    if data[0] != _RECORD_FRAME or len(data) != 4 or type(data[1]) is not dict:
+        raise CodecError("a framed record has the wrong shape")
+    record: dict[str, Any] = data[1]
+    fields = record.get("f")
     try:
-        for name in data.pop("dt", ()):
-            fields[name] = _DATETIME.fromisoformat(fields[name])
-        for name in data.pop("da", ()):
-            fields[name] = _DATE.fromisoformat(fields[name])
+        for name in data[2]:
+            fields[name] = _DATETIME.fromisoformat(fields[name])  # type: ignore[index]
+        for name in data[3]:
+            fields[name] = _DATE.fromisoformat(fields[name])  # type: ignore[index]
     except (KeyError, TypeError, ValueError) as error:
         raise CodecError(f"a packed record has a bad date or time: {error}") from None
-    return data
+    return record
 
 
 _PLAIN_LOADS = make_decoder(None)

@@ -559,9 +559,9 @@ class Session:
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
         """Return *data* as JSON text; entities become references with their fields."""
-        if type(data) is dict and data.get("v") == FORMAT_VERSION and "k" in data:
+        if type(data) is dict and self._record(data) is not None:
             return codec.dumps(codec.pack_record(data))
-        return codec.dumps(self._encodable(data, top=True))
+        return codec.dumps(codec.frame_plain(self._encodable(data, top=True)))
 
     def decode(self, text: Union[str, bytes]) -> Any:
         """Decode text written by :meth:`encode`; entities are merged into this session."""
