@@ -452,3 +452,39 @@ def test_answers_depend_on_types_their_links_name(
     again = session.find("Task", [["entity", "is", link]], ["content", "entity"])
     assert server.count_requests("find", "Task") == 1
     assert {t["entity"]["name"] for t in again} == {"RENAMED_FOR_LINKS"}
+
+
+def test_events_that_commit_late_are_still_applied(
+    session: Session, other: Any, server: Any
+) -> None:
+    """An event id can appear after higher ids were read (a slow transaction)."""
+    shot_id = first_shot(other)["id"]
+    session.sync()
+    hole = server.skip_event_ids(1)  # this id will be filled late
+    other.update("Asset", other.find_one("Asset", [], [])["id"], {"description": "x"})
+    session.sync()  # sees the gap: flushes and remembers the missing id
+    before = session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"]
+    other.update("Shot", shot_id, {"code": "COMMITTED_LATE"})
+    # Give that change's event the missing, lower id, as a late commit would have.
+    rows = server.store._db["EventLogEntry"]
+    late_id = max(rows)
+    row = rows.pop(late_id)
+    row["id"] = hole
+    rows[hole] = row
+    assert session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"] == before
+    session.sync()
+    assert session.find("Shot", [["id", "is", shot_id]], ["code"])[0]["code"] == "COMMITTED_LATE"
+
+
+def test_missing_ids_are_forgotten_after_the_backlog(
+    sg: Any, other: Any, server: Any, path: Path
+) -> None:
+    session = Session(sg, cache=maker(path), event_backlog=0)
+    session.sync()
+    server.skip_event_ids(3)
+    other.update("Asset", other.find_one("Asset", [], [])["id"], {"description": "y"})
+    session.sync()
+    server.reset_requests()
+    session.sync()
+    (request,) = [r for r in server.requests if r.entity_type == "EventLogEntry"]
+    assert "in" not in str(request.params["filters"])  # no longer asks for the old holes

@@ -18,6 +18,7 @@ __all__ = [
     "Changes",
     "changes_from_events",
     "has_gap",
+    "missing_ids",
 ]
 
 #: Fields a sync asks for on each ``EventLogEntry``.
@@ -96,6 +97,17 @@ def changes_from_events(events: Iterable[Mapping[str, Any]]) -> Changes:
             for key in ("old_value", "new_value", "added", "removed"):
                 changes.add_link(meta.get(key))
     return changes
+
+
+def missing_ids(last_id: int, events: Iterable[Mapping[str, Any]]) -> list[int]:
+    """Ids after *last_id*, up to the highest event id seen, that no event carries.
+
+    An id can be missing for good (an event this identity may not see, a rolled
+    back transaction) or only for now (a transaction that has not committed yet).
+    """
+    seen = {e.get("id") for e in events}
+    top = max((i for i in seen if isinstance(i, int)), default=last_id)
+    return [i for i in range(last_id + 1, top + 1) if i not in seen]
 
 
 def has_gap(last_id: int, events: Iterable[Mapping[str, Any]]) -> bool:

@@ -47,7 +47,7 @@ from .cache import (
     SerialisedCache,
 )
 from .entity import NOT_SET, Entity
-from .events import EVENT_FIELDS, SCHEMA_TYPE, Changes, changes_from_events, has_gap
+from .events import EVENT_FIELDS, SCHEMA_TYPE, Changes, changes_from_events, missing_ids
 from .keys import KeyMaker, ObjectKeyMaker
 from .pool import ShotgunPool
 from .query import (
@@ -254,6 +254,8 @@ def _link_types(data: Any) -> set[str]:
 
 
 _MISSING: Any = object()
+# Gaps wider than this are not tracked id by id (the flush already covers them).
+_MAX_HOLES = 1000
 _CONTAINERS_AND_ENTITY = (dict, list, tuple, Entity)
 
 
@@ -304,6 +306,7 @@ class Session:
         stale_if_error: bool = True,
         sync_interval: Optional[float] = None,
         sync_limit: int = 5000,
+        event_backlog: float = 300.0,
         site: Optional[str] = None,
         identity: Optional[str] = None,
     ) -> None:
@@ -350,6 +353,8 @@ class Session:
         self.stale_if_error = stale_if_error
         self._sync_interval = sync_interval
         self.sync_limit = sync_limit
+        #: Seconds to keep asking for event ids that were missing (late commits).
+        self.event_backlog = float(event_backlog)
         self.stats = SessionStats()
 
         self._default_auto_populate = bool(auto_populate)
@@ -1106,13 +1111,13 @@ class Session:
         if mode != "direct":
             for entity_id in ids:
                 entity = self._entities.get((entity_type, entity_id))
-                if (
-                    entity is not None
-                    and (mode == "offline" or entity._fetched_at + self.max_age > now)
-                    and entity._exists is not False
-                    and entity._fetched_at
-                ):
-                    self.stats.hits["identity"] += 1
+                if entity is None or entity._exists is False:
+                    continue
+                if mode == "offline":
+                    # Offline serves what is known, whatever its age.
+                    if len(entity) > 2:
+                        found[entity_id] = entity
+                elif entity._fetched_at and entity._fetched_at + self._max_age > now:
                     found[entity_id] = entity
             wanted = [i for i in dict.fromkeys(ids) if i not in found]
             if wanted:
@@ -1630,6 +1635,11 @@ class Session:
         except KeyError:
             if self.mode == "offline":
                 return NOT_SET
+            if entity._exists is False:
+                raise KeyError(
+                    f"{entity.type} {entity.id} is retired or does not exist, so it has no "
+                    f"field {field_name!r}"
+                ) from None
             raise KeyError(
                 f"{entity.type} {entity.id} has no field {field_name!r} "
                 "(ShotGrid did not return it)"
@@ -1664,10 +1674,12 @@ class Session:
                     merged = []
                     for row in rows:
                         entity = self._entity(row["type"], row["id"])
-                        fresh = not entity._fetched_at
+                        # Only a bare instance becomes fresh: fetching a few fields of
+                        # a stale entity does not make its other fields fresh.
+                        bare = len(entity) == 2
                         self._merge_fields(entity, row, over=True)
                         entity._exists = True
-                        if fresh:
+                        if bare:
                             entity._fetched_at = now
                         merged.append(entity)
                     returned = {e.id for e in merged}
@@ -1877,47 +1889,85 @@ class Session:
 
         Returns the number of events read.  The first sync in a namespace, a gap
         in event ids, or more events than ``sync_limit`` flushes the namespace.
+        The ids of a gap are asked for again for :attr:`event_backlog` seconds:
+        an event whose transaction commits late is applied when it shows up.
         """
         if self.mode == "offline":
             return 0
         self.stats.syncs += 1
         if self.sync_interval is not None:
             self._next_sync = _time() + self.sync_interval
-        last = self._shared_get(self._sync_key)
-        if not isinstance(last, int):
-            latest = self._request(
-                "find_one",
-                "EventLogEntry",
-                [],
-                ["id"],
-                order=[{"field_name": "id", "direction": "desc"}],
-            )
-            self.flush()
-            self._safe_set(self._sync_key, int(latest["id"]) if latest else 0)
+        state = self._shared_get(self._sync_key)
+        if not (isinstance(state, dict) and isinstance(state.get("last"), int)):
+            self._restart_event_log({})
             return 0
+        last: int = state["last"]
+        now = _time()
+        holes = {
+            int(i): float(t)
+            for i, t in (state.get("holes") or {}).items()
+            if str(i).isdigit() and isinstance(t, (int, float)) and now - t < self.event_backlog
+        }
+        filters: list[Any] = [["id", "greater_than", last]]
+        if holes:
+            filters.append(["id", "in", sorted(holes)])
         events = list(
             self._request(
                 "find",
                 "EventLogEntry",
-                [["id", "greater_than", last]],
+                filters,
                 EVENT_FIELDS,
                 order=[{"field_name": "id", "direction": "asc"}],
                 limit=self.sync_limit,
+                **({"filter_operator": "any"} if holes else {}),
             )
         )
-        if not events:
-            return 0
-        changes = changes_from_events(events)
-        if has_gap(last, events) or len(events) >= self.sync_limit:
+        late = [e for e in events if e.get("id") in holes]
+        new = [e for e in events if isinstance(e.get("id"), int) and e["id"] > last]
+        if late:
+            # Events that committed after we passed their ids: apply them now.
+            self._apply_changes(changes_from_events(late))
+            for event in late:
+                holes.pop(event["id"], None)
+        if len(events) >= self.sync_limit:
+            log.warning("more than %s new events; flushing the cache namespace", self.sync_limit)
+            self._restart_event_log(holes)
+            return len(events)
+        changes = changes_from_events(new)
+        gap = missing_ids(last, new)
+        if gap:
             log.warning(
-                "event log after id %s has a gap or too many events; flushing the cache namespace",
+                "event ids %s..%s are missing after id %s; flushing the cache namespace",
+                gap[0],
+                gap[-1],
                 last,
             )
             self.flush()
-        else:
+            if len(gap) <= _MAX_HOLES:
+                holes.update(dict.fromkeys(gap, now))
+        elif new:
             self._apply_changes(changes)
-        self._safe_set(self._sync_key, max(changes.last_id, last))
+        self._safe_set(
+            self._sync_key,
+            {"last": max(changes.last_id, last), "holes": {str(i): t for i, t in holes.items()}},
+        )
         return len(events)
+
+    def _restart_event_log(self, holes: dict[int, float]) -> None:
+        """Flush the namespace and continue from the newest event on the site."""
+        latest = self._request(
+            "find_one",
+            "EventLogEntry",
+            [],
+            ["id"],
+            order=[{"field_name": "id", "direction": "desc"}],
+        )
+        self.flush()
+        state = {
+            "last": int(latest["id"]) if latest else 0,
+            "holes": {str(i): t for i, t in holes.items()},
+        }
+        self._safe_set(self._sync_key, state)
 
     def _apply_changes(self, changes: Changes) -> None:
         self._discard(self._entity_key(t, i) for t, i in changes.entities)
