@@ -488,3 +488,26 @@ def test_missing_ids_are_forgotten_after_the_backlog(
     session.sync()
     (request,) = [r for r in server.requests if r.entity_type == "EventLogEntry"]
     assert "in" not in str(request.params["filters"])  # no longer asks for the old holes
+
+
+def test_many_threads_with_different_reads(session: Session, sg: Any, server: Any) -> None:
+    """The session wraps the client in a pool: concurrent reads each get a connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.set_latency(0.02)
+    expected = {
+        entity_type: sorted(r["id"] for r in sg.find(entity_type, [], []))
+        for entity_type in ("Shot", "Asset", "Task", "Version", "Sequence", "Step")
+    }
+    shot_ids = expected["Shot"]
+
+    def work(index: int) -> tuple[str, list[int]]:
+        entity_type = list(expected)[index % len(expected)]
+        rows = session.find(entity_type, [], ["id"])
+        session.get("Shot", shot_ids[index % len(shot_ids)])
+        return entity_type, sorted(r["id"] for r in rows)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, range(48)))
+    for entity_type, ids in results:
+        assert ids == expected[entity_type]

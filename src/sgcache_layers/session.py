@@ -326,7 +326,6 @@ class Session:
 
         # A real client is wrapped in a pool so the session is thread-safe; any
         # other object (a Mockgun, a test double) is used as it is.
-        self._raw_shotgun = shotgun
         self.shotgun: Any = shotgun
         try:
             from shotgun_api3.shotgun import Shotgun as _Shotgun
