@@ -347,7 +347,6 @@ class Session:
         self._max_age = float(max_age)
         # [max_age, or -inf while the fast path is off], read by the closure behind get().
         self._fast_state: list[float] = [-math.inf]
-        self._next_sync_at = math.inf
         self.schema_max_age = float(schema_max_age)
         self.stale_if_error = stale_if_error
         self._sync_interval = sync_interval
@@ -517,14 +516,6 @@ class Session:
         self._sync_interval = value
         self._next_sync = math.inf if value is None else 0.0
         self._update_fast()
-
-    @property
-    def _next_sync(self) -> float:
-        return self._next_sync_at
-
-    @_next_sync.setter
-    def _next_sync(self, value: float) -> None:
-        self._next_sync_at = value
 
     def _make_fast_get(self) -> Callable[..., Any]:
         """Build ``get``: live, fresh entities answer with no attribute look-ups at all.
