@@ -467,3 +467,16 @@ def test_update_drops_deep_values_through_the_changed_link(session: Session, sg:
     again = session.get("Shot", shot["id"])
     assert "sg_sequence.Sequence.code" not in again
     assert again["sg_sequence"]["id"] == other["id"]
+
+
+def test_sudo_as_login_is_its_own_namespace(shotgrid_server: Any, tmp_path: Path) -> None:
+    """A script acting as a user may see other rows: never share its answers."""
+    path = tmp_path / "sudo"
+    login = shotgrid_server.client().find_one("HumanUser", [], ["login"])["login"]
+    plain = Session(shotgrid_server.client(), cache=disk_cache_maker(path))
+    plain.find("Shot", [], ["code"])
+    as_user = Session(shotgrid_server.client(sudo_as_login=login), cache=disk_cache_maker(path))
+    assert as_user.namespace != plain.namespace
+    assert f"sudo={login}" in as_user.namespace
+    as_user.find("Shot", [], ["code"])
+    assert as_user.stats.requests["find"] == 1
