@@ -381,9 +381,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             stats = cache_stats(cache)
         finally:
             cache.close()
-    except _CacheDirError as exc:
-        return _fail(str(exc))
-    except CacheBackendError as exc:
+    except (_CacheDirError, CacheBackendError) as exc:
         return _fail(str(exc))
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -425,9 +423,7 @@ def _cmd_clear(args: argparse.Namespace) -> int:
             left = len(cache.keys())
         finally:
             cache.close()
-    except _CacheDirError as exc:
-        return _fail(str(exc))
-    except CacheBackendError as exc:
+    except (_CacheDirError, CacheBackendError) as exc:
         return _fail(str(exc))
     which = "" if pattern is None else f" matching {pattern.pattern!r}"
     print(f"Removed {removed} entries{which} from {args.cache_dir} ({left} left).")

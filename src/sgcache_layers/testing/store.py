@@ -1145,22 +1145,15 @@ class SiteStore(_Mockgun):
             return False
         name = self.link_name(self._link(entity_type, row))
         self._set(row, "__retired", True)
-        if entity_type != "EventLogEntry":
-            self.log_event(
-                f"Shotgun_{entity_type}_Retirement",
-                entity=self._link(entity_type, row),
-                project=self._project_of(entity_type, row),
-                actor=actor,
-                meta={
-                    "type": "entity_retirement",
-                    "entity_type": entity_type,
-                    "entity_id": row["id"],
-                    "class_name": entity_type,
-                    "display_name": name,
-                    "retirement_date": to_wire(self.now()),
-                },
-                description=f"{self._actor_name(actor)} retired {entity_type} {name}",
-            )
+        self._log_lifecycle(
+            entity_type,
+            row,
+            name,
+            actor,
+            "Retirement",
+            "retired",
+            {"retirement_date": to_wire(self.now())},
+        )
         return True
 
     def revive_row(self, entity_type: str, entity_id: Any, actor: Optional[Actor] = None) -> bool:
@@ -1172,22 +1165,37 @@ class SiteStore(_Mockgun):
             return False
         self._set(row, "__retired", False)
         name = self.link_name(self._link(entity_type, row))
-        if entity_type != "EventLogEntry":
-            self.log_event(
-                f"Shotgun_{entity_type}_Revival",
-                entity=self._link(entity_type, row),
-                project=self._project_of(entity_type, row),
-                actor=actor,
-                meta={
-                    "type": "entity_revival",
-                    "entity_type": entity_type,
-                    "entity_id": row["id"],
-                    "class_name": entity_type,
-                    "display_name": name,
-                },
-                description=f"{self._actor_name(actor)} revived {entity_type} {name}",
-            )
+        self._log_lifecycle(entity_type, row, name, actor, "Revival", "revived", {})
         return True
+
+    def _log_lifecycle(
+        self,
+        entity_type: str,
+        row: Row,
+        name: str,
+        actor: Actor,
+        action: str,
+        verb: str,
+        extra_meta: Dict[str, Any],
+    ) -> None:
+        """Log ``Shotgun_<Type>_Retirement``/``_Revival`` as a site does (not for events)."""
+        if entity_type == "EventLogEntry":
+            return
+        self.log_event(
+            f"Shotgun_{entity_type}_{action}",
+            entity=self._link(entity_type, row),
+            project=self._project_of(entity_type, row),
+            actor=actor,
+            meta={
+                "type": f"entity_{action.lower()}",
+                "entity_type": entity_type,
+                "entity_id": row["id"],
+                "class_name": entity_type,
+                "display_name": name,
+                **extra_meta,
+            },
+            description=f"{self._actor_name(actor)} {verb} {entity_type} {name}",
+        )
 
     def bulk_insert(
         self,
