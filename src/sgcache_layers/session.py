@@ -1133,33 +1133,45 @@ class Session:
             return True, entity
         key = f"{self._ns}|e|{entity_type}|{entity_id}"
         try:
-            record = self._records.get(key)
+            value = self._records.get(key)
         except KeyError:
-            record = None
+            value = None
         except Exception as error:
             log.warning("cache read failed: %s", error)
-            record = None
-        record = self._record(record)
-        if record is not None and record.get("k") == "e":
-            current = self._seen_gens.get(entity_type)
-            if current is not None and record.get("g") != current:
-                record = self._confirmed(entity_type, key, record)
-        if record is None or record["t"] + max_age <= now:
+            value = None
+        record = self._usable_record(entity_type, key, value, max_age, now)
+        if record is None:
             self.stats.misses["cache"] += 1
             return False, None
-        kind = record.get("k")
-        if kind == "x":
+        if record["k"] == "x":
             self.stats.hits["cache"] += 1
             return True, None
-        if kind != "e":
-            self.stats.misses["cache"] += 1
-            return False, None
         if entity is None:
             entity = self._entity(entity_type, entity_id)
         with self._lock:
             self._merge_record(entity, record)
         self.stats.hits["cache"] += 1
         return True, entity
+
+    def _usable_record(
+        self, entity_type: str, key: str, value: Any, max_age: float, now: float
+    ) -> Optional[dict[str, Any]]:
+        """*value* if it is an entity record (``e``) or tombstone (``x``) to trust now.
+
+        It must be well formed, pass :meth:`_confirmed` when its generation is old,
+        and be younger than *max_age*; anything else is a miss.
+        """
+        record = self._record(value)
+        if record is None:
+            return None
+        kind = record["k"]
+        if kind == "e":
+            record = self._confirmed(entity_type, key, record)
+            if record is None:
+                return None
+        elif kind != "x":
+            return None
+        return record if record["t"] + max_age > now else None
 
     def _merge_record(self, entity: Entity, record: dict[str, Any]) -> None:
         """Merge a stored entity record; the caller holds the lock."""
@@ -1185,22 +1197,15 @@ class Session:
         else:
             records = self._try(self._records.get_many, list(keys)) or {}
         now = _time()
+        max_age = math.inf if any_age else self._max_age
         out: dict[int, Optional[Entity]] = {}
         with self._lock:
             for key, entity_id in keys.items():
-                value = records.get(key)
-                value = self._record(value)
-                if value is not None and value.get("k") == "e":
-                    value = self._confirmed(entity_type, key, value)
+                value = self._usable_record(entity_type, key, records.get(key), max_age, now)
                 if value is None:
                     continue
-                if not any_age and value["t"] + self.max_age <= now:
-                    continue
-                kind = value.get("k")
-                if kind == "x":
+                if value["k"] == "x":
                     out[entity_id] = None
-                    continue
-                if kind != "e":
                     continue
                 entity = self._entity(entity_type, entity_id)
                 self._merge_record(entity, value)
