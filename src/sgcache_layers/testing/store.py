@@ -5,7 +5,9 @@ class keeps that storage (so anything written for Mockgun still works) but repla
 query and write paths, because Mockgun differs from a real site in ways a cache notices:
 ``in`` filters on links, ``limit``/``page``, link ``name`` keys, server-set
 ``created_at``/``updated_at``/``created_by``/``updated_by``, reverse links, event-log rows
-and results that share objects with the store.
+and results that share objects with the store.  Filters, order, paging and filter presets
+are evaluated by :mod:`sgcache_layers.filters`, the engine offline answers use too; the
+store is its data source (field types, link resolution, display names, the clock).
 
 The ``rpc_*`` methods take and return what travels on the wire (JSON-ready values, UTC
 datetime strings); the Shotgun-like methods (``find``, ``create``...) wrap them for
@@ -15,20 +17,46 @@ the Shotgun-like methods take it themselves.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import json
 import os
 import pickle
-import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from shotgun_api3.lib.mockgun.mockgun import Shotgun as _Mockgun
 from shotgun_api3.lib.mockgun.schema import SchemaFactory
-from shotgun_api3.shotgun import ShotgunError, _translate_filters
+from shotgun_api3.shotgun import ShotgunError
+
+from ..filters import (
+    MAX_PAGE,
+    FilterError,
+    apply_filter_presets,
+    compile_filters,
+    compile_path,
+    display_field,
+    normalise_filters,
+    path_type,
+    sort_rows,
+    to_date,
+    to_datetime,
+    wire_page,
+)
 
 Row = Dict[str, Any]
 Link = Dict[str, Any]
@@ -36,25 +64,6 @@ Schema = Dict[str, Dict[str, Any]]
 
 UTC = _dt.timezone.utc
 WIRE_DATETIME = "%Y-%m-%dT%H:%M:%SZ"
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-#: Display field used for the ``name`` key of entity links, where it is not ``code``.
-DISPLAY_FIELDS: Dict[str, str] = {
-    "Project": "name",
-    "HumanUser": "name",
-    "ApiUser": "firstname",
-    "Group": "code",
-    "Department": "name",
-    "Task": "content",
-    "Note": "subject",
-    "Reply": "content",
-    "Attachment": "filename",
-    "EventLogEntry": "description",
-    "TimeLog": "description",
-    "PermissionRuleSet": "display_name",
-    "LocalStorage": "code",
-    "PipelineConfiguration": "code",
-}
 
 #: Reverse link fields a site keeps in step: ``(type, field) -> field on the linked row``.
 #: A pair is used only when both fields exist in the schema and are links.
@@ -78,18 +87,8 @@ REVERSE_FIELDS: Dict[Tuple[str, str], str] = {
 _LINK_TYPES = ("entity", "multi_entity")
 _SERVER_FIELDS = ("created_at", "updated_at", "created_by", "updated_by")
 _NOT_WRITABLE = ("pivot_column", "summary", "query", "calculated")
-_NEGATIONS = {
-    "is_not": "is",
-    "not_in": "in",
-    "not_contains": "contains",
-    "type_is_not": "type_is",
-    "name_not_contains": "name_contains",
-    "name_is_not": "name_is",
-    "not_between": "between",
-    "not_in_last": "in_last",
-    "not_in_next": "in_next",
-}
-_UNITS = {"HOUR": 3600, "DAY": 86400, "WEEK": 7 * 86400, "MONTH": 30 * 86400, "YEAR": 365 * 86400}
+#: Shortest text ``text_search`` accepts.
+TEXT_SEARCH_MIN = 3
 
 _boot_lock = threading.Lock()
 
@@ -129,38 +128,26 @@ def to_wire(value: Any) -> Any:
 
 def parse_datetime(value: Any) -> Optional[_dt.datetime]:
     """Read a wire/Python datetime into an aware UTC datetime with whole seconds."""
-    if value is None:
-        return None
-    if isinstance(value, _dt.datetime):
-        result = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return result.astimezone(UTC).replace(microsecond=0)
-    if isinstance(value, _dt.date):
-        return _dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        for fmt in (WIRE_DATETIME, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
-            try:
-                return _dt.datetime.strptime(text, fmt).replace(tzinfo=UTC)
-            except ValueError:
-                continue
-        try:
-            parsed = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise SiteError(f"Invalid date_time value {value!r}") from None
-        return parse_datetime(parsed)
-    raise SiteError(f"Invalid date_time value {value!r}")
+    try:
+        return to_datetime(value)
+    except ValueError:
+        raise SiteError(f"Invalid date_time value {value!r}") from None
 
 
 def _parse_date(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, _dt.datetime):
-        return value.strftime("%Y-%m-%d")
-    if isinstance(value, _dt.date):
-        return value.strftime("%Y-%m-%d")
-    if isinstance(value, str) and _DATE_RE.match(value):
-        return value
-    raise SiteError(f"Invalid date value {value!r}, expected YYYY-MM-DD")
+    try:
+        return to_date(value)
+    except ValueError:
+        raise SiteError(f"Invalid date value {value!r}, expected YYYY-MM-DD") from None
+
+
+@contextlib.contextmanager
+def _refusal(verb: str) -> Iterator[None]:
+    """Turn the filter engine's :class:`FilterError` into the fault a site answers."""
+    try:
+        yield
+    except FilterError as exc:
+        raise SiteError(f"API {verb}() {exc}") from None
 
 
 def _from_wire(value: Any) -> Any:
@@ -180,13 +167,6 @@ def _from_wire(value: Any) -> Any:
 def _prop(field_def: Mapping[str, Any], name: str, default: Any = None) -> Any:
     value = field_def.get("properties", {}).get(name, {}).get("value", default)
     return default if value is None else value
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-Predicate = Callable[[Row], bool]
 
 
 class SiteStore(_Mockgun):
@@ -234,14 +214,13 @@ class SiteStore(_Mockgun):
         return self._schema
 
     def field_type(self, entity_type: str, field_name: str) -> Optional[str]:
-        """Data type of a field (following deep links), or None if unknown."""
-        if field_name in ("id",):
+        """Data type of a field (a deep path's last field), or None if unknown."""
+        if "." in field_name:
+            return path_type(entity_type, field_name, self)
+        if field_name == "id":
             return "number"
         if field_name == "type":
             return "entity_type"
-        parts = field_name.split(".")
-        if len(parts) >= 3:
-            return self.field_type(parts[1], ".".join(parts[2:]))
         fields = self._schema.get(entity_type)
         if not fields or field_name not in fields:
             return None
@@ -249,14 +228,7 @@ class SiteStore(_Mockgun):
 
     def display_field(self, entity_type: str) -> Optional[str]:
         """Field whose value is a link's ``name`` for this entity type."""
-        fields = self._schema.get(entity_type, {})
-        preferred = DISPLAY_FIELDS.get(entity_type)
-        if preferred and preferred in fields:
-            return preferred
-        for candidate in ("code", "name", "title", "content", "subject", "description"):
-            if candidate in fields:
-                return candidate
-        return None
+        return display_field(entity_type, self._schema.get(entity_type, {}))
 
     def _reverse_field(self, entity_type: str, field_name: str, target_type: str) -> Optional[str]:
         rev = REVERSE_FIELDS.get((entity_type, field_name))
@@ -370,242 +342,37 @@ class SiteStore(_Mockgun):
             return None
         return self._render_value(self.field_type(entity_type, field_name), row[field_name])
 
-    # ------------------------------------------------------------------ filters
+    # ------------------------------------------------------------------ data source
 
-    def _path_values(self, entity_type: str, rows: List[Row], path: str) -> List[Any]:
-        """All stored values reached by ``path`` from ``rows`` (fans out over multi-links)."""
-        parts = path.split(".")
-        if len(parts) < 3:
-            return [row.get(path) if path != "type" else row["type"] for row in rows]
-        hop, target_type, rest = parts[0], parts[1], ".".join(parts[2:])
-        targets: List[Row] = []
-        table = self._db.get(target_type, {})
-        for row in rows:
-            value = row.get(hop)
-            links = value if isinstance(value, list) else [value] if value else []
-            for link in links:
-                if isinstance(link, dict) and link.get("type") == target_type:
-                    target = table.get(link.get("id"))
-                    if target is not None and not target["__retired"]:
-                        targets.append(target)
-        return self._path_values(target_type, targets, rest) if targets else []
-
-    def _compile(self, entity_type: str, node: Any) -> Predicate:
-        if not isinstance(node, dict):
-            raise SiteError(f"Invalid filter {node!r}")
-        if "conditions" in node:
-            op = node.get("logical_operator", "and")
-            parts = [self._compile(entity_type, c) for c in node.get("conditions") or []]
-            if op == "and":
-                return lambda row: all(p(row) for p in parts)
-            if op == "or":
-                return lambda row: any(p(row) for p in parts)
-            raise SiteError(f"Invalid logical_operator {op!r}")
-        if "filters" in node and "filter_operator" in node:
-            return self._compile(
-                entity_type, _translate_filters(node["filters"], node["filter_operator"])
-            )
-        path, relation = node.get("path"), node.get("relation")
-        values = node.get("values", [])
-        if not isinstance(values, list):
-            values = [values]
-        if not isinstance(path, str) or not isinstance(relation, str):
-            raise SiteError(f"Invalid filter condition {node!r}")
-        if path.startswith("$FROM$"):
-            return lambda row: True
-        kind = self.field_type(entity_type, path)
-        if kind is None:
-            raise SiteError(f"API read() {entity_type}.{path} doesn't exist")
-        negate = relation in _NEGATIONS
-        test = self._relation(kind, _NEGATIONS.get(relation, relation), values, path)
-
-        if "." not in path:
-            if negate:
-                return lambda row: not test(row.get(path) if path != "type" else row["type"])
-            return lambda row: test(row.get(path) if path != "type" else row["type"])
-
-        def deep(row: Row) -> bool:
-            found = any(test(v) for v in self._path_values(entity_type, [row], path))
-            return not found if negate else found
-
-        return deep
-
-    def _relation(
-        self, kind: str, relation: str, values: List[Any], path: str
-    ) -> Callable[[Any], bool]:
-        """A test for one stored value; negated relations arrive as their positive form."""
-        first = values[0] if values else None
-        if kind in _LINK_TYPES:
-            return self._link_relation(kind, relation, values, first)
-        if kind in ("date_time", "date"):
-            conv: Callable[[Any], Any] = parse_datetime if kind == "date_time" else _parse_date
-            if relation in (
-                "in_last",
-                "in_next",
-                "in_calendar_day",
-                "in_calendar_week",
-                "in_calendar_month",
-                "in_calendar_year",
-            ):
-                return self._relative_date(kind, relation, values)
-            try:
-                values = [
-                    conv(v) if not isinstance(v, list) else [conv(x) for x in v] for v in values
-                ]
-            except SiteError:
-                raise SiteError(f"Invalid value for {path}: {values!r}") from None
-            first = values[0] if values else None
-        if kind == "checkbox":
-            if relation == "is":
-                return lambda v: bool(v) == bool(first)
-            raise SiteError(f"Relation {relation!r} is not supported on checkbox field {path}")
-        if relation == "is":
-            want = _lower(first)
-            return lambda v: _lower(v) == want
-        if relation == "in":
-            pool = values[0] if len(values) == 1 and isinstance(values[0], list) else values
-            wanted = {_lower(v) for v in pool if not isinstance(v, (dict, list))}
-            return lambda v: _lower(v) in wanted
-        if relation in ("less_than", "greater_than", "between"):
-            if relation == "between":
-                pair = values[0] if len(values) == 1 and isinstance(values[0], list) else values
-                if len(pair) != 2:
-                    raise SiteError(f"between needs two values on {path}")
-                low, high = pair
-                return lambda v: (
-                    v is not None and low is not None and high is not None and low <= v <= high
-                )
-            if relation == "less_than":
-                return lambda v: v is not None and first is not None and v < first
-            return lambda v: v is not None and first is not None and v > first
-        if relation in ("contains", "starts_with", "ends_with"):
-            needle = (
-                (first or "").lower() if isinstance(first, str) or first is None else str(first)
-            )
-
-            def text_test(v: Any) -> bool:
-                if isinstance(v, list):
-                    return any(text_test(x) for x in v)
-                hay = v.lower() if isinstance(v, str) else ""
-                if relation == "contains":
-                    return needle in hay
-                if relation == "starts_with":
-                    return hay.startswith(needle)
-                return hay.endswith(needle)
-
-            return text_test
-        raise SiteError(f"Relation {relation!r} is not supported on {kind} field {path}")
-
-    def _relative_date(self, kind: str, relation: str, values: List[Any]) -> Callable[[Any], bool]:
-        now = self.now()
-        if relation.startswith("in_calendar_"):
-            offset = int(values[0]) if values else 0
-            unit = relation[len("in_calendar_") :]
-            day = now.date()
-
-            def bucket(d: _dt.date) -> Tuple[int, ...]:
-                if unit == "day":
-                    return (d.toordinal(),)
-                if unit == "week":
-                    return (d.isocalendar()[0], d.isocalendar()[1])
-                if unit == "month":
-                    return (d.year * 12 + d.month - 1,)
-                return (d.year,)
-
-            target_day = day
-            if unit == "day":
-                target_day = day + _dt.timedelta(days=offset)
-            elif unit == "week":
-                target_day = day + _dt.timedelta(days=7 * offset)
-            want: Tuple[int, ...]
-            if unit == "month":
-                want = (day.year * 12 + day.month - 1 + offset,)
-            elif unit == "year":
-                want = (day.year + offset,)
-            else:
-                want = bucket(target_day)
-
-            def cal_test(v: Any) -> bool:
-                if v is None:
-                    return False
-                d = v.date() if isinstance(v, _dt.datetime) else _dt.date.fromisoformat(v)
-                return bucket(d) == want
-
-            return cal_test
-        if len(values) == 2:
-            amount, unit_name = values
-        elif len(values) == 1 and isinstance(values[0], list) and len(values[0]) == 2:
-            amount, unit_name = values[0]
-        else:
-            raise SiteError(f"{relation} needs [amount, unit]")
-        seconds = int(amount) * _UNITS.get(str(unit_name).upper(), 86400)
-        delta = _dt.timedelta(seconds=seconds)
-        low, high = (now - delta, now) if relation == "in_last" else (now, now + delta)
-
-        def rel_test(v: Any) -> bool:
-            if v is None:
-                return False
-            moment = v if isinstance(v, _dt.datetime) else parse_datetime(v)
-            assert moment is not None
-            if kind == "date":
-                return low.date() <= moment.date() <= high.date()
-            return low <= moment <= high
-
-        return rel_test
-
-    def _link_relation(
-        self, kind: str, relation: str, values: List[Any], first: Any
-    ) -> Callable[[Any], bool]:
-        def key(link: Any) -> Optional[Tuple[Any, Any]]:
-            if isinstance(link, dict) and "type" in link and "id" in link:
-                return (link["type"], link["id"])
+    def resolve(self, link: Mapping[str, Any]) -> Optional[Row]:
+        """The live row behind a link, or None (unknown or retired): deep paths follow it."""
+        row = self._db.get(link.get("type"), {}).get(link.get("id"))
+        if row is None or row["__retired"]:
             return None
+        return row  # type: ignore[no-any-return]
 
-        def links_of(v: Any) -> List[Link]:
-            items = v if isinstance(v, list) else [v] if v else []
-            return [x for x in items if self._visible(x)]
-
-        if relation == "is":
-            if first is None:
-                return lambda v: not links_of(v)
-            want = key(first)
-            return lambda v: any(key(x) == want for x in links_of(v))
-        if relation == "in":
-            pool = values[0] if len(values) == 1 and isinstance(values[0], list) else values
-            wanted = {key(x) for x in pool if key(x) is not None}
-            return lambda v: any(key(x) in wanted for x in links_of(v))
-        if relation == "type_is":
-            return lambda v: any(x["type"] == first for x in links_of(v))
-        if relation in ("name_contains", "name_is", "name_starts_with", "name_ends_with"):
-            needle = str(first or "").lower()
-
-            def name_test(v: Any) -> bool:
-                for x in links_of(v):
-                    name = str(self.link_name(x) or "").lower()
-                    if relation == "name_contains" and needle in name:
-                        return True
-                    if relation == "name_is" and needle == name:
-                        return True
-                    if relation == "name_starts_with" and name.startswith(needle):
-                        return True
-                    if relation == "name_ends_with" and name.endswith(needle):
-                        return True
-                return False
-
-            return name_test
-        raise SiteError(f"Relation {relation!r} is not supported on {kind} fields")
+    def link_visible(self, link: Mapping[str, Any]) -> bool:
+        """Whether a stored link still counts (links to retired rows vanish on a site)."""
+        return self._visible(link)
 
     # ------------------------------------------------------------------ reads
 
     def _candidates(
-        self, entity_type: str, filters: Any, retired: bool, include_archived: bool
+        self,
+        entity_type: str,
+        filters: Any,
+        retired: bool,
+        include_archived: bool,
+        verb: str = "read",
     ) -> List[Row]:
         table = self._db[entity_type]
-        ids = self._id_shortcut(filters)
+        with _refusal(verb):
+            tree = normalise_filters(filters)
+            predicate = compile_filters(entity_type, tree, self) if tree["conditions"] else None
+        ids = self._id_shortcut(tree)
         rows: Iterable[Row] = table.values()
         if ids is not None:
             rows = [table[i] for i in ids if i in table]
-        predicate = self._compile(entity_type, filters) if filters else None
         archived: set[int] = set()
         if not include_archived and "Project" in self._db:
             archived = {pid for pid, p in self._db["Project"].items() if p.get("archived")}
@@ -622,9 +389,9 @@ class SiteStore(_Mockgun):
         return result
 
     @staticmethod
-    def _id_shortcut(filters: Any) -> Optional[List[Any]]:
+    def _id_shortcut(filters: Mapping[str, Any]) -> Optional[List[Any]]:
         """Ids named by a top-level ``id is``/``id in`` condition, to skip a full scan."""
-        if not isinstance(filters, dict) or filters.get("logical_operator", "and") != "and":
+        if filters.get("logical_operator", "and") != "and":
             return None
         for cond in filters.get("conditions") or []:
             if isinstance(cond, dict) and cond.get("path") == "id":
@@ -635,56 +402,29 @@ class SiteStore(_Mockgun):
                     return sorted(set(values))
         return None
 
-    def _sort_key(self, entity_type: str, row: Row, field_name: str) -> Any:
-        kind = self.field_type(entity_type, field_name)
-        values = self._path_values(entity_type, [row], field_name)
-        value = values[0] if values else None
-        if kind == "entity":
-            value = self.link_name(value) if value and self._visible(value) else None
-        elif kind == "multi_entity":
-            value = None
-        if isinstance(value, str):
-            value = value.lower()
-        if isinstance(value, (dict, list)):
-            value = json.dumps(to_wire(value), sort_keys=True)
-        return (1, 0) if value is None else (0, value)
-
-    def _sort_key_for(self, entity_type: str, field_name: str) -> Callable[[Row], Any]:
-        return lambda row: self._sort_key(entity_type, row, field_name)
-
-    def _order(self, entity_type: str, rows: List[Row], sorts: Any) -> List[Row]:
-        ordered = sorted(rows, key=lambda r: r["id"])
-        for sort in reversed(list(sorts or [])):
-            name = sort.get("field_name") or sort.get("column")
-            if not name:
-                raise SiteError(f"Invalid sort {sort!r}")
-            if self.field_type(entity_type, name) is None:
-                raise SiteError(f"API read() {entity_type}.{name} doesn't exist")
-            desc = str(sort.get("direction", "asc")).lower() == "desc"
-            # Postgres order: NULLs last when ascending, first when descending.
-            ordered.sort(key=self._sort_key_for(entity_type, name), reverse=desc)
-        return ordered
-
     def rpc_read(self, params: Mapping[str, Any], hidden: Iterable[str] = ()) -> Dict[str, Any]:
-        """The ``read`` RPC: filters, sorts, paging and return fields as a site does them."""
+        """The ``read`` RPC: filters, presets, sorts, paging and return fields as a site does."""
         entity_type = self._require_type(params.get("type"))
         retired = params.get("return_only", "active") == "retired"
         include_archived = params.get("include_archived_projects", True) is not False
         rows = self._candidates(entity_type, params.get("filters"), retired, include_archived)
-        rows = self._order(entity_type, rows, params.get("sorts"))
-        paging = params.get("paging") or {}
-        per_page = int(paging.get("entities_per_page") or 500)
-        per_page = max(1, min(per_page, 500))
-        page = max(1, int(paging.get("current_page") or 1))
-        start = (page - 1) * per_page
-        chunk = rows[start : start + per_page]
+        with _refusal("read"):
+            presets = params.get("additional_filter_presets")
+            if presets is not None:
+                rows = apply_filter_presets(entity_type, rows, presets, self)
+            rows = sort_rows(entity_type, rows, params.get("sorts"), self)
+            paging = params.get("paging") or {}
+            chunk, has_next = wire_page(
+                rows, paging.get("entities_per_page"), paging.get("current_page")
+            )
+        per_page = max(1, min(int(paging.get("entities_per_page") or MAX_PAGE), MAX_PAGE))
         fields = list(params.get("return_fields") or ["id"])
         hidden_set = set(hidden)
         entities = [self._record(entity_type, row, fields, hidden_set) for row in chunk]
         total = len(rows)
         paging_info = {
-            "has_next_page": start + per_page < total,
-            "current_page": page,
+            "has_next_page": has_next,
+            "current_page": max(1, int(paging.get("current_page") or 1)),
             "entities_per_page": per_page,
         }
         if params.get("return_paging_info"):
@@ -695,12 +435,74 @@ class SiteStore(_Mockgun):
     def _record(
         self, entity_type: str, row: Row, fields: Iterable[str], hidden: Iterable[str] = ()
     ) -> Row:
+        """A returned record: fields the type lacks are left out, as a site does."""
         record: Row = {"type": entity_type, "id": row["id"]}
         for name in fields:
             if name in ("type", "id") or name in hidden or name.split(".")[0] in hidden:
                 continue
+            if self.field_type(entity_type, name) is None:
+                continue
             record[name] = self.render_field(entity_type, row, name)
         return record
+
+    # -- text search
+
+    def rpc_text_search(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """The ``query_display_name_cache`` RPC behind ``Shotgun.text_search``.
+
+        Every term of the text (lower-cased, split on spaces) must appear in the display
+        field of a match; each type's filters, the project ids and ``max_results`` narrow
+        it.  Matches come type by type in the order asked, then by name.
+        """
+        text = params.get("text")
+        if not isinstance(text, str) or len(text.strip()) < TEXT_SEARCH_MIN:
+            raise SiteError(
+                f"text_search: the search text must be at least {TEXT_SEARCH_MIN} characters "
+                f"long, got {text!r}"
+            )
+        terms = text.lower().split()
+        entity_types = params.get("entity_types")
+        if not isinstance(entity_types, dict):
+            raise SiteError("text_search: entity_types must map entity types to filters")
+        project_ids = params.get("project_ids") or []
+        if not isinstance(project_ids, list) or not all(isinstance(i, int) for i in project_ids):
+            raise SiteError(f"text_search: project_ids must be a list of ids, got {project_ids!r}")
+        limit = params.get("max_results")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise SiteError(f"text_search: max_results must be a whole number, got {limit!r}")
+        matches: List[Dict[str, Any]] = []
+        for entity_type, filters in entity_types.items():
+            self._require_type(entity_type, "text_search")
+            display = self.display_field(entity_type)
+            if display is None:
+                continue
+            found = []
+            for row in self._candidates(entity_type, filters, False, True, "text_search"):
+                name = row.get(display)
+                if not isinstance(name, str) or not all(t in name.lower() for t in terms):
+                    continue
+                project = row.get("project") if entity_type != "Project" else row
+                project_id = project.get("id") if isinstance(project, dict) else None
+                if project_ids and project_id not in project_ids:
+                    continue
+                found.append((name.lower(), row["id"], self._match(entity_type, row, project_id)))
+            matches.extend(match for _, _, match in sorted(found, key=lambda f: f[:2]))
+        return {"matches": matches[:limit] if limit else matches, "terms": terms}
+
+    def _match(self, entity_type: str, row: Row, project_id: Optional[int]) -> Dict[str, Any]:
+        link = row.get("entity")
+        links = ["", ""]
+        if isinstance(link, dict) and self._visible(link):
+            links = [link["type"], str(self.link_name(link) or "")]
+        return {
+            "id": row["id"],
+            "type": entity_type,
+            "name": self.link_name({"type": entity_type, "id": row["id"]}),
+            "project_id": project_id,
+            "image": to_wire(row.get("image")),
+            "links": links,
+            "status": row.get("sg_status_list"),
+        }
 
     # ------------------------------------------------------------------ writes
 
@@ -1306,7 +1108,9 @@ class SiteStore(_Mockgun):
         """The ``summarize`` RPC: totals and (nested) groups."""
         entity_type = self._require_type(params.get("type"), "summarize")
         include_archived = params.get("include_archived_projects", True) is not False
-        rows = self._candidates(entity_type, params.get("filters"), False, include_archived)
+        rows = self._candidates(
+            entity_type, params.get("filters"), False, include_archived, "summarize"
+        )
         summaries = list(params.get("summaries") or [])
         for spec in summaries:
             if self.field_type(entity_type, spec.get("field", "")) is None:
@@ -1323,7 +1127,9 @@ class SiteStore(_Mockgun):
         out: Dict[str, Any] = {}
         for spec in specs:
             name, kind = spec.get("field", ""), spec.get("type", "")
-            values = [v for row in rows for v in self._path_values(entity_type, [row], name)[:1]]
+            with _refusal("summarize"):
+                getter = compile_path(entity_type, name, self)[1]
+            values = [v for row in rows for v in getter(row)[:1]]
             present = [v for v in values if v not in (None, "", [])]
             result: Any
             if kind == "record_count":
@@ -1360,8 +1166,9 @@ class SiteStore(_Mockgun):
     ) -> Tuple[Any, str, Any]:
         """(sort key, group_name, group_value) of one row for one grouping spec."""
         name, how = spec.get("field", ""), spec.get("type", "exact")
-        kind = self.field_type(entity_type, name)
-        values = self._path_values(entity_type, [row], name)
+        with _refusal("summarize"):
+            kind, getter = compile_path(entity_type, name, self)
+        values = getter(row)
         value = values[0] if values else None
         if kind == "entity":
             if not value or not self._visible(value):
@@ -1645,8 +1452,8 @@ class SiteStore(_Mockgun):
         """In-process ``find`` with the same answers the HTTP server gives (deep copies)."""
         if self._booting:
             return []
-        if isinstance(filters, (list, tuple)):
-            filters = _translate_filters(list(filters), filter_operator)
+        with _refusal("read"):
+            filters = normalise_filters(filters, filter_operator)
         params: Dict[str, Any] = {
             "type": entity_type,
             "filters": filters,
@@ -1770,8 +1577,8 @@ class SiteStore(_Mockgun):
         include_archived_projects: bool = True,
     ) -> Dict[str, Any]:
         """In-process ``summarize``."""
-        if isinstance(filters, (list, tuple)):
-            filters = _translate_filters(list(filters), filter_operator)
+        with _refusal("summarize"):
+            filters = normalise_filters(filters, filter_operator)
         params: Dict[str, Any] = {
             "type": entity_type,
             "summaries": summary_fields,
