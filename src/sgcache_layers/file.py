@@ -2,18 +2,38 @@
 
 Safe for many threads and processes at once.  It stores ``str`` and ``bytes``
 only and never unpickles anything it reads, so a cache directory someone else
-could write to cannot run code in the tool that reads it.
+could write to cannot run code in the tool that reads it.  Every ``str`` key and
+value round-trips exactly, lone surrogates included, and a broken store (a
+corrupt database, garbage in diskcache's ``Settings`` table, a full disk) only
+ever surfaces as :class:`~sgcache_layers.cache.CacheBackendError`.
+
+The database is only ever opened through SQLite: on POSIX, closing *any*
+descriptor of a file drops every ``fcntl`` lock the process holds on it, so a
+stray ``open``/``close`` of cache.db would silently release the locks of this
+process's live SQLite connections and let another process checkpoint and
+delete the WAL under them (a malformed database, acknowledged writes lost).
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sqlite3
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
 
 import diskcache
-from diskcache.core import EVICTION_POLICY, MODE_BINARY, MODE_RAW, MODE_TEXT, UNKNOWN
+from diskcache.core import (
+    DEFAULT_SETTINGS,
+    ENOVAL,
+    EVICTION_POLICY,
+    METADATA,
+    MODE_BINARY,
+    MODE_RAW,
+    MODE_TEXT,
+    UNKNOWN,
+)
 
 from sgcache_layers.cache import (
     Cache,
@@ -30,13 +50,20 @@ __all__ = ["FileCache"]
 _T = TypeVar("_T")
 _MISSING: Any = object()
 _UNREADABLE_KEY: Any = object()
-_DB_ERRORS = (sqlite3.Error, OSError)
 _DBNAME = "cache.db"
 _BATCH = 500
+#: Mode of a ``str`` value holding lone surrogates, stored as UTF-8 with
+#: ``surrogatepass`` (in the row as a BLOB, or in a value file).  diskcache's own
+#: modes are 0-4; this one is MODE_TEXT with a flag bit.
+_MODE_TEXT_SURROGATEPASS = MODE_TEXT | 0x100
 
 
 class _RefusedRecord(Exception):
-    """A stored record this cache will not read (pickled, or pointing outside the cache)."""
+    """A stored record this cache will not read (pickled, undecodable, or outside the cache)."""
+
+
+class _CorruptStore(Exception):
+    """diskcache's ``Settings`` table holds something diskcache must not act on."""
 
 
 def _value_type_error(value: object) -> TypeError:
@@ -55,15 +82,30 @@ class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
     dir_mode = 0o700
 
     def put(self, key: Any) -> tuple[Any, bool]:
-        """Return the database form of *key*: the ``str`` itself, raw."""
+        """Return the database form of *key*, always raw.
+
+        A ``str`` is stored as TEXT; one SQLite cannot take (it holds lone
+        surrogates) as a BLOB of its ``surrogatepass`` UTF-8.  FileCache keys
+        are always ``str``, so a BLOB key can only mean the latter.
+        """
         if type(key) is str:
+            if key.isascii():
+                return key, True
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                return key.encode("utf-8", "surrogatepass"), True
             return key, True
         raise key_type_error(key)
 
     def get(self, key: Any, raw: bool) -> Any:
-        """Return a stored key; a pickled (non-raw) key is never loaded."""
-        if raw:
+        """Return a stored key as ``str``; a pickled (non-raw) or foreign key is never loaded."""
+        if not raw:
+            return _UNREADABLE_KEY
+        if type(key) is str:
             return key
+        if type(key) is bytes:
+            return _surrogate_key(key)
         return _UNREADABLE_KEY
 
     def store(self, value: Any, read: bool, key: Any = UNKNOWN) -> tuple[int, int, Any, Any]:
@@ -72,10 +114,19 @@ class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
         if read:
             raise TypeError("FileCache does not store file objects")
         if value_type is str:
-            if len(value) < self.min_file_size:
+            small = len(value) < self.min_file_size
+            if small and value.isascii():
                 return 0, MODE_RAW, None, value
-            data = value.encode("utf-8")
-            mode = MODE_TEXT
+            try:
+                data = value.encode("utf-8")
+                mode = MODE_TEXT
+            except UnicodeEncodeError:
+                data = value.encode("utf-8", "surrogatepass")
+                mode = _MODE_TEXT_SURROGATEPASS
+            if small:
+                if mode == MODE_TEXT:
+                    return 0, MODE_RAW, None, value
+                return 0, mode, None, data
         elif value_type is bytes:
             if len(value) < self.min_file_size:
                 return 0, MODE_RAW, None, sqlite3.Binary(value)
@@ -122,10 +173,16 @@ class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
             raise _RefusedRecord(f"stored value is a {value_type.__name__}, not str or bytes")
         if read:
             raise _RefusedRecord("file handles are not served")
-        if mode in (MODE_BINARY, MODE_TEXT):
+        if mode == _MODE_TEXT_SURROGATEPASS and filename is None:
+            if type(value) is not bytes:
+                raise _RefusedRecord("stored text is not a BLOB")
+            return _decode(value, "surrogatepass")
+        if mode in (MODE_BINARY, MODE_TEXT, _MODE_TEXT_SURROGATEPASS):
             with open(self._inside(filename), "rb") as reader:
                 data = reader.read()
-            return data if mode == MODE_BINARY else data.decode("utf-8")
+            if mode == MODE_BINARY:
+                return data
+            return _decode(data, "strict" if mode == MODE_TEXT else "surrogatepass")
         raise _RefusedRecord(f"stored value has mode {mode!r} (pickled?), which is never loaded")
 
     def remove(self, file_path: Any) -> None:
@@ -135,6 +192,121 @@ class _SafeDisk(diskcache.Disk):  # type: ignore[misc]
         except _RefusedRecord:
             return
         super().remove(file_path)
+
+
+def _decode(data: bytes, errors: str) -> str:
+    """Decode stored UTF-8 text, refusing bytes that are not what this cache wrote."""
+    try:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        raise _RefusedRecord(f"stored text is not valid UTF-8: {exc}") from None
+
+
+def _surrogate_key(blob: bytes) -> Any:
+    """Return the ``str`` a BLOB key stands for, or ``_UNREADABLE_KEY`` if not one of ours.
+
+    Only text that strict UTF-8 cannot encode is stored as a BLOB, so a BLOB
+    that decodes strictly (or not even with ``surrogatepass``) was not written
+    by FileCache and is left alone rather than aliased to a TEXT key.
+    """
+    try:
+        blob.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return _UNREADABLE_KEY
+    try:
+        return blob.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return _UNREADABLE_KEY
+
+
+# -- diskcache settings ----------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_JOURNAL_MODES = frozenset({"delete", "truncate", "persist", "memory", "wal", "off"})
+_AUTO_VACUUM = {"none": 0, "full": 1, "incremental": 2}
+_SYNCHRONOUS = {"off": 0, "normal": 1, "full": 2, "extra": 3}
+_FLAGS = frozenset({"statistics", "tag_index"})
+_COUNTS = frozenset({"cull_limit", "sqlite_mmap_size", "disk_min_file_size"})
+_INTEGERS = frozenset({"sqlite_cache_size", "disk_pickle_protocol", *METADATA})
+_KNOWN = frozenset({*DEFAULT_SETTINGS, *METADATA})
+
+
+def _setting_problem(key: object, value: object) -> Optional[str]:
+    """Say what is wrong with the diskcache setting *key* = *value*, or None if it is sound.
+
+    diskcache turns every ``Settings`` row into an attribute, a PRAGMA or a
+    Disk attribute, so only known names with values of the right kind pass.
+    Other ``sqlite_*`` names pass with an int or a bare word (they become
+    ``PRAGMA name = value``).
+    """
+    if type(key) is not str:
+        return f"a setting named {key!r}"
+    if key not in _KNOWN:
+        if key.startswith("sqlite_") and _TOKEN.match(key[7:]):
+            if isinstance(value, int) or (type(value) is str and _TOKEN.match(value)):
+                return None
+            return f"sqlite setting {key} = {value!r} is not an int or a word"
+        return f"unknown setting {key!r}"
+    if key in _FLAGS:
+        ok = isinstance(value, int) and value in (0, 1)
+    elif key in _COUNTS:
+        ok = isinstance(value, int) and value >= 0
+    elif key in _INTEGERS:
+        ok = isinstance(value, int)
+    elif key == "size_limit":
+        ok = isinstance(value, (int, float)) and not math.isnan(value) and value >= 0
+    elif key == "eviction_policy":
+        ok = type(value) is str and value in EVICTION_POLICY
+    elif key == "sqlite_journal_mode":
+        ok = type(value) is str and value.lower() in _JOURNAL_MODES
+    elif key in ("sqlite_auto_vacuum", "sqlite_synchronous"):
+        names = _AUTO_VACUUM if key == "sqlite_auto_vacuum" else _SYNCHRONOUS
+        if type(value) is str:
+            ok = value.lower() in names
+        else:
+            ok = isinstance(value, int) and value in names.values()
+    else:  # pragma: no cover - every known name is handled above
+        ok = True
+    return None if ok else f"setting {key} = {value!r} is out of range"
+
+
+def _check_setting(key: object, value: object, error: type[Exception]) -> None:
+    """Raise *error* if the diskcache setting *key* = *value* is unsound."""
+    problem = _setting_problem(key, value)
+    if problem is not None:
+        raise error(problem)
+
+
+class _SafeCache(diskcache.Cache):  # type: ignore[misc]
+    """diskcache's Cache, checking each setting before it acts on it.
+
+    diskcache applies whatever its ``Settings`` table says: garbage there made
+    opening raise ``KeyError``/``ValueError`` and later writes ``TypeError``.
+    Here a bad row raises :class:`_CorruptStore` before it is used.
+    """
+
+    @property
+    def _con(self) -> sqlite3.Connection:
+        """This thread's connection; one whose settings could not be applied is dropped."""
+        try:
+            return super()._con  # type: ignore[no-any-return]
+        except BaseException:
+            self.close()
+            raise
+
+    def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
+        """Apply (or, without *value*, reload) one setting, refusing an unsound one."""
+        if value is not ENOVAL:
+            _check_setting(key, value, _CorruptStore)
+            return super().reset(key, value, update)
+        try:
+            value = super().reset(key)
+        except ValueError:  # diskcache unpacks exactly one row
+            raise _CorruptStore(f"the setting {key!r} is missing") from None
+        _check_setting(key, value, _CorruptStore)
+        return value
 
 
 def _make_dirs(path: str, mode: int) -> None:
@@ -189,19 +361,22 @@ class FileCache(Cache):
     """Persistent ``str`` -> ``str``/``bytes`` cache in the directory *path*.
 
     Values come back exactly as stored (``str`` as ``str``, ``bytes`` as
-    ``bytes``); other values raise ``TypeError`` (wrap in a
-    :class:`~sgcache_layers.cache.SerialisedCache` to store structures).
-    A record that is pickled (planted by another writer, or left by plain
-    diskcache) is never loaded: it reads as a miss with a logged warning.
+    ``bytes``, lone surrogates included); other values raise ``TypeError``
+    (wrap in a :class:`~sgcache_layers.cache.SerialisedCache` to store
+    structures).  A record that is pickled (planted by another writer, or left
+    by plain diskcache) or otherwise unreadable is never loaded: it reads as a
+    miss with a logged warning.
 
     The directory and its parents are created with *permissions* (default
     ``0o700``) and files with the same bits less execute.  SQLite waits up to
     *timeout* seconds for a lock and a timed-out operation is tried *retries*
-    more times.  Any SQLite or OS failure (a corrupt database, a full disk)
-    raises :class:`~sgcache_layers.cache.CacheBackendError` naming the path.
+    more times.  Any failure of the store, while opening or later (a corrupt
+    database, garbage in its settings, a full disk), raises
+    :class:`~sgcache_layers.cache.CacheBackendError` naming the path.
 
     *size_limit* (bytes), *eviction_policy* and any other diskcache setting in
-    *settings* pass through to :class:`diskcache.Cache`.
+    *settings* pass through to :class:`diskcache.Cache`; an unknown name is a
+    ``TypeError`` and a bad value a ``ValueError``.
     """
 
     def __init__(
@@ -223,30 +398,43 @@ class FileCache(Cache):
             settings["size_limit"] = size_limit
         if eviction_policy is not None:
             settings["eviction_policy"] = eviction_policy
+        for name, value in settings.items():
+            if name in METADATA or (name not in _KNOWN and not name.startswith("sqlite_")):
+                raise TypeError(f"FileCache got an unknown diskcache setting {name!r}")
+            _check_setting(name, value, ValueError)
+        database = os.path.join(self.path, _DBNAME)
         try:
             _prepare_directory(self.path, self.permissions)
-            database = os.path.join(self.path, _DBNAME)
-            # An empty file is a valid empty database: creating it here fixes
-            # its mode, which SQLite copies to its -wal and -shm files.
-            os.close(os.open(database, os.O_RDWR | os.O_CREAT, file_mode))
-            self._cache = diskcache.Cache(self.path, timeout=timeout, disk=_SafeDisk, **settings)
-        except (*_DB_ERRORS, diskcache.Timeout) as exc:
-            raise CacheBackendError(f"cannot open the file cache at {self.path}: {exc}") from exc
-        disk = self._cache.disk
-        disk.file_mode = file_mode
-        disk.dir_mode = self.permissions
+            if not os.path.exists(database):
+                # Let SQLite create the file and make it private before anything
+                # is in it: SQLite gives its -wal and -shm the database's mode.
+                sqlite3.connect(database).close()
+                _chmod_quietly(database, file_mode)
+            self._cache = _SafeCache(self.path, timeout=timeout, disk=_SafeDisk, **settings)
+            disk = self._cache.disk
+            disk.file_mode = file_mode
+            disk.dir_mode = self.permissions
+            self._native_get_many = (
+                hasattr(self._cache, "_sql")
+                and not self._cache.statistics
+                and EVICTION_POLICY[self._cache.eviction_policy]["get"] is None
+            )
+        except Exception as exc:
+            raise CacheBackendError(
+                f"cannot open the file cache at {self.path}: {type(exc).__name__}: {exc}"
+            ) from exc
         for suffix in ("", "-wal", "-shm"):
             _chmod_quietly(database + suffix, file_mode)
-        self._native_get_many = (
-            hasattr(self._cache, "_sql")
-            and not self._cache.statistics
-            and EVICTION_POLICY.get(self._cache.eviction_policy, {}).get("get", 1) is None
-        )
 
     # -- plumbing ------------------------------------------------------------
 
     def _run(self, operation: str, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Call *function*, retrying on a lock time-out and wrapping store errors."""
+        """Call *function*, retrying on a lock time-out; any store failure is a CacheBackendError.
+
+        Callers check keys and values before, so whatever else goes wrong in
+        diskcache or SQLite (including ``TypeError``/``ValueError`` from a
+        garbled database) is the store's fault, never the caller's.
+        """
         attempt = 0
         while True:
             try:
@@ -257,7 +445,9 @@ class FileCache(Cache):
                     raise CacheBackendError(
                         f"the file cache at {self.path} stayed locked during {operation}"
                     ) from exc
-            except _DB_ERRORS as exc:
+            except _RefusedRecord:
+                raise
+            except Exception as exc:
                 raise CacheBackendError(
                     f"the file cache at {self.path} failed during {operation}: "
                     f"{type(exc).__name__}: {exc}"
@@ -349,23 +539,26 @@ class FileCache(Cache):
 
     def _select_many(self, keys: list[str], found: dict[str, Any]) -> None:
         """Read *keys* with one SELECT into *found* (diskcache's read path, batched)."""
-        placeholders = ",".join("?" * len(keys))
+        put = self._cache.disk.put
+        by_db_key: dict[Any, str] = {put(key)[0]: key for key in keys}
+        placeholders = ",".join("?" * len(by_db_key))
         query = (
             "SELECT key, mode, filename, value FROM Cache"
             f" WHERE raw = 1 AND key IN ({placeholders})"
             " AND (expire_time IS NULL OR expire_time > ?)"
         )
-        rows = self._cache._sql(query, (*keys, time.time())).fetchall()
+        rows = self._cache._sql(query, (*by_db_key, time.time())).fetchall()
         fetch = self._cache.disk.fetch
-        for key, mode, filename, value in rows:
-            if type(key) is not str:
+        for db_key, mode, filename, value in rows:
+            key = by_db_key.get(db_key) if type(db_key) in (str, bytes) else None
+            if key is None:
                 continue
             try:
                 found[key] = fetch(mode, filename, value, False)
             except _RefusedRecord as exc:
                 self._refused(key, exc)
-            except FileNotFoundError:
-                continue  # removed by another process since the SELECT
+            except OSError:
+                continue  # value file removed by another process since the SELECT
 
     def set_many(self, mapping: Mapping[str, Any]) -> None:
         """Store every item of *mapping* in one transaction."""
@@ -388,7 +581,7 @@ class FileCache(Cache):
         """Close this thread's database connection (it reopens on next use)."""
         try:
             self._cache.close()
-        except _DB_ERRORS as exc:
+        except Exception as exc:
             logger.debug("closing the file cache at %s: %s", self.path, exc)
 
     def __len__(self) -> int:
