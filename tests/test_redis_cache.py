@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sgcache_layers.cache import Cache, CacheBackendError, LayeredCache, MemoryCache
 from sgcache_layers.redis import RedisCache, strip_credentials
@@ -75,6 +78,98 @@ def test_value_types_are_kept(cache: RedisCache, raw: Any) -> None:
     assert type(cache.get("b")) is bytes and cache.get("b") == b"text"
     assert cache.get("surrogate") == "\udcff lone"
     assert raw.get("test:b") == b"btext"
+
+
+SURROGATE_KEYS = ["\ud800", "a\udfffb", "\udcff:x", "\ud83d\ude00", "\U0001f600", "*\udc80?"]
+
+
+def test_lone_surrogate_keys_round_trip(cache: RedisCache, raw: Any) -> None:
+    """Keys with lone surrogates are stored and listed exactly, never a UnicodeEncodeError."""
+    for index, key in enumerate(SURROGATE_KEYS):
+        cache.set(key, f"v{index}\udc00")
+    assert raw.get(b"test:\xed\xa0\x80") == "sv0\udc00".encode("utf-8", "surrogatepass")
+    for index, key in enumerate(SURROGATE_KEYS):
+        assert cache.get(key) == f"v{index}\udc00"
+    # a surrogate pair written as two code points is not the character it would pair into
+    assert cache.get("\ud83d\ude00") != cache.get("\U0001f600")
+    assert sorted(cache.keys()) == sorted(SURROGATE_KEYS)
+    wanted = {key: f"v{index}\udc00" for index, key in enumerate(SURROGATE_KEYS)}
+    assert cache.get_many([*SURROGATE_KEYS, "\udbff"]) == wanted
+    cache.set_many(dict([("\udbff", b"bytes"), ("\ud800", "again")]))
+    assert cache.get("\udbff") == b"bytes" and cache.get("\ud800") == "again"
+    cache.remove("\udbff")
+    with pytest.raises(KeyError):
+        cache.remove("\udbff")
+    cache.clear("\udfff|\udcff")
+    assert sorted(cache.keys()) == sorted(["\ud800", "\ud83d\ude00", "\U0001f600", "*\udc80?"])
+    cache.clear(re.compile("^\\*\udc80"))
+    assert sorted(cache.keys()) == sorted(["\ud800", "\ud83d\ude00", "\U0001f600"])
+
+
+def test_surrogate_namespace(redis_url: str, raw: Any) -> None:
+    cache = RedisCache(redis_url, namespace="ns\ud800")
+    neighbour = RedisCache(redis_url, namespace="ns")
+    neighbour.set("x", "neighbour")
+    cache.set("\udfff", "value")
+    assert raw.get(b"ns\xed\xa0\x80:\xed\xbf\xbf") == b"svalue"
+    assert cache.keys() == ["\udfff"] and neighbour.keys() == ["x"]
+    cache.clear()
+    assert neighbour.get("x") == "neighbour"
+    cache.close()
+    neighbour.close()
+
+
+def test_foreign_key_that_is_not_utf8(cache: RedisCache, raw: Any) -> None:
+    """A key no str names is left out of keys() and patterns, but clear() empties it too."""
+    raw.set(b"test:\xff\xfe", b"sforeign")
+    cache.set("mine", "v")
+    assert cache.keys() == ["mine"]
+    cache.clear(".")
+    assert raw.get(b"test:\xff\xfe") == b"sforeign"
+    cache.clear()
+    assert raw.get(b"test:\xff\xfe") is None
+
+
+_ODD_TEXT = st.text(
+    st.one_of(
+        st.characters(),
+        st.characters(categories=["Cs"]),  # lone surrogates
+        st.sampled_from(":*?[]\\{}\x00"),
+    ),
+    max_size=12,
+)
+_VALUES = st.one_of(_ODD_TEXT, st.binary(max_size=16))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.dictionaries(_ODD_TEXT, _VALUES, max_size=12), absent=_ODD_TEXT)
+def test_any_str_key_and_value_round_trips(
+    cache: RedisCache, data: dict[str, Any], absent: str
+) -> None:
+    cache.clear()
+    items = list(data.items())
+    cache.set_many(dict(items[::2]))
+    for key, value in items[1::2]:
+        cache.set(key, value)
+    for key, value in items:
+        got = cache.get(key)
+        assert got == value and type(got) is type(value)
+    expected = dict(data)
+    if absent not in data:
+        with pytest.raises(KeyError):
+            cache.get(absent)
+    else:
+        expected[absent] = data[absent]
+    assert cache.get_many([*data, absent]) == expected
+    assert sorted(cache.keys()) == sorted(data)
+    if items:
+        doomed = items[0][0]
+        cache.clear("^" + re.escape(doomed) + "$")
+        assert sorted(cache.keys()) == sorted(key for key in data if key != doomed)
 
 
 @pytest.mark.parametrize("value", [1, None, {"a": 1}, ["x"], 2.5])
