@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import random
 import secrets
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -51,6 +53,10 @@ FAULT_KINDS = ("500", "502", "503", "504", "drop", "drop_after", "slow", "error"
 _ERR_AUTH = 102
 _ERR_PERMISSION = 103
 _ERR_GENERIC = 104
+
+LOG = logging.getLogger(__name__)
+#: What a client hanging up mid-request raises in the handler: routine, logged at debug.
+_GONE = (ConnectionError, TimeoutError)
 
 
 def lognormal_latency(
@@ -155,6 +161,14 @@ class _HTTPServer(ThreadingHTTPServer):
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Log what escaped a handler (``socketserver`` would print it to stderr)."""
+        error = sys.exc_info()[1]
+        if isinstance(error, _GONE):
+            LOG.debug("client %s went away: %s", client_address, error)
+        else:
+            LOG.error("error handling a request from %s", client_address, exc_info=True)
+
     def close_connections(self) -> None:
         with self.connections_lock:
             conns = list(self.connections)
@@ -173,9 +187,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the client is already gone; reading will notice
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
+
+    def handle(self) -> None:
+        """Serve keep-alive requests; a client hanging up is routine (debug log only)."""
+        try:
+            super().handle()
+        except _GONE as exc:
+            self.close_connection = True
+            LOG.debug("client %s went away: %s", self.client_address, exc)
 
     def finish(self) -> None:
         with self.server.connections_lock:
@@ -208,14 +233,26 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._send(400, b"bad Content-Length", "text/plain")
+            return
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client hung up before sending the whole request
+            self.close_connection = True
+            LOG.debug("client %s went away mid-request", self.client_address)
+            return
         if not self.path.rstrip("/").endswith("/json"):
             self._send(404, b"not found", "text/plain")
             return
         try:
             outcome = self.server.owner._handle(body)
         except Exception as exc:  # never kill the connection thread with a traceback
+            LOG.error("error answering %s", self.client_address, exc_info=True)
             outcome = _Outcome(
                 status=500, body=f"server error: {exc}".encode(), content_type="text/plain"
             )
@@ -464,6 +501,11 @@ class ShotgridServer:
             raise SiteError("No authentication parameters given", _ERR_AUTH)
         sudo = auth.get("sudo_as_login")
         if sudo:
+            if not actor.user or actor.user.get("type") != "ApiUser":
+                # A site lets scripts sudo; people (password or session token) may not.
+                raise SiteError(
+                    f"The user does not have permission to 'sudo': {sudo}", _ERR_PERMISSION
+                )
             with self.store.lock:
                 target = self._find_user(str(sudo))
             if target is None:
@@ -630,6 +672,44 @@ class ShotgridServer:
         with self.store.lock:
             self.store.update_field(entity_type, field_name, properties)
 
+    def set_project_field_override(
+        self,
+        project_id: int,
+        entity_type: str,
+        field_name: str,
+        *,
+        visible: Optional[bool] = None,
+        display_name: Optional[str] = None,
+    ) -> None:
+        """Hide/show or rename a field in one project's schema view (site view unchanged).
+
+        ``schema_read``/``schema_field_read`` with ``project_entity`` for that project then
+        report ``visible`` False (or the other display name); no event is logged.
+        """
+        with self.store.lock:
+            self.store.set_project_field_override(
+                project_id, entity_type, field_name, visible=visible, display_name=display_name
+            )
+
+    def set_project_entity_override(
+        self,
+        project_id: int,
+        entity_type: str,
+        *,
+        visible: Optional[bool] = None,
+        display_name: Optional[str] = None,
+    ) -> None:
+        """Hide/show or rename an entity type in one project's ``schema_entity_read``."""
+        with self.store.lock:
+            self.store.set_project_entity_override(
+                project_id, entity_type, visible=visible, display_name=display_name
+            )
+
+    def clear_project_overrides(self, project_id: Optional[int] = None) -> None:
+        """Forget per-project schema overrides (of one project, or all)."""
+        with self.store.lock:
+            self.store.clear_project_overrides(project_id)
+
     def log_event(self, event_type: str, **kwargs: Any) -> int:
         """Write an arbitrary EventLogEntry row (see :meth:`SiteStore.log_event`)."""
         with self.store.lock:
@@ -680,6 +760,7 @@ class ShotgridServer:
                     {"exception": True, "message": str(exc), "error_code": exc.error_code}
                 )
             except Exception as exc:  # a bug or unexpected input: answer like a site would
+                LOG.debug("request %d (%s) failed", number, method, exc_info=True)
                 error = f"{type(exc).__name__}: {exc}"
                 outcome.body = _encode(
                     {"exception": True, "message": error, "error_code": _ERR_GENERIC}
@@ -741,10 +822,12 @@ class ShotgridServer:
                 return {"results": store.rpc_batch(params, actor)}, name
             if method == "summarize":
                 return {"results": store.rpc_summarize(p)}, name
+            if method == "query_display_name_cache":
+                return {"results": store.rpc_text_search(p)}, name
             if method == "schema_read":
-                return {"results": store.rpc_schema_read()}, name
+                return {"results": store.rpc_schema_read(p)}, name
             if method == "schema_entity_read":
-                return {"results": store.rpc_schema_entity_read()}, name
+                return {"results": store.rpc_schema_entity_read(p)}, name
             if method == "schema_field_read":
                 return {"results": store.rpc_schema_field_read(p)}, name
             if method == "schema_field_create":
@@ -764,7 +847,10 @@ class ShotgridServer:
                 return {"results": field_name}, name
             if method == "schema_field_update":
                 props = {x["property_name"]: x["value"] for x in p.get("properties") or []}
-                store.update_field(str(p.get("type")), str(p.get("field_name")), props, actor)
+                project = store._schema_project(p)
+                store.update_field(
+                    str(p.get("type")), str(p.get("field_name")), props, actor, project
+                )
                 return {"results": True}, name
             if method == "schema_field_delete":
                 store.delete_field(str(p.get("type")), str(p.get("field_name")), actor)

@@ -204,6 +204,8 @@ class SiteStore(_Mockgun):
         self._column_ids: Dict[Tuple[str, str], int] = {}
         self._templates: Dict[str, Row] = {}
         self._journal: Optional[List[Callable[[], None]]] = None
+        self._project_fields: Dict[int, Dict[Tuple[str, str], Dict[str, Any]]] = {}
+        self._project_entities: Dict[int, Dict[str, Dict[str, Any]]] = {}
         self._booting = False
 
     # ------------------------------------------------------------------ schema helpers
@@ -1268,24 +1270,129 @@ class SiteStore(_Mockgun):
 
     # -- schema
 
-    def rpc_schema_read(self) -> Schema:
-        """The ``schema_read`` RPC."""
-        return copy.deepcopy(self._schema)
+    def _schema_project(self, params: Any) -> Optional[int]:
+        """Id of the project a schema read asks about (``project`` param), or None."""
+        project = params.get("project") if isinstance(params, Mapping) else None
+        if project is None:
+            return None
+        if not isinstance(project, Mapping) or project.get("type") != "Project":
+            raise SiteError(f"Invalid project {project!r}: expected a Project link")
+        row = self.resolve(project)
+        if row is None:
+            raise SiteError(f"Project {project.get('id')!r} does not exist")
+        return row["id"]  # type: ignore[no-any-return]
 
-    def rpc_schema_entity_read(self) -> Schema:
-        """The ``schema_entity_read`` RPC."""
-        return copy.deepcopy(self._schema_entity)
+    def _field_view(
+        self, entity_type: str, name: str, definition: Mapping[str, Any], project: Optional[int]
+    ) -> Dict[str, Any]:
+        """A field definition as a schema read shows it: for the site or for one project.
+
+        The site view reports every field visible; a project view applies that project's
+        overrides.  ``visible`` is editable on custom (``sg_``) fields only.
+        """
+        view = copy.deepcopy(dict(definition))
+        visible = True
+        override = (
+            self._project_fields.get(project, {}).get((entity_type, name)) if project else None
+        )
+        if override:
+            visible = override.get("visible", True)
+            if override.get("display_name") is not None:
+                view["name"] = {**view.get("name", {}), "value": override["display_name"]}
+        view["visible"] = {"editable": name.startswith("sg_"), "value": visible}
+        return view
+
+    def _fields_view(self, entity_type: str, project: Optional[int]) -> Dict[str, Any]:
+        return {
+            name: self._field_view(entity_type, name, definition, project)
+            for name, definition in self._schema[entity_type].items()
+        }
+
+    def rpc_schema_read(self, params: Any = None) -> Schema:
+        """The ``schema_read`` RPC: the site view, or one project's with ``project``."""
+        project = self._schema_project(params)
+        return {
+            entity_type: self._fields_view(entity_type, project) for entity_type in self._schema
+        }
+
+    def rpc_schema_entity_read(self, params: Any = None) -> Schema:
+        """The ``schema_entity_read`` RPC: the site view, or one project's with ``project``."""
+        project = self._schema_project(params)
+        result: Schema = {}
+        for entity_type, definition in self._schema_entity.items():
+            view = copy.deepcopy(definition)
+            visible = True
+            override = self._project_entities.get(project, {}).get(entity_type) if project else None
+            if override:
+                visible = override.get("visible", True)
+                if override.get("display_name") is not None:
+                    view["name"] = {**view.get("name", {}), "value": override["display_name"]}
+            view["visible"] = {"editable": False, "value": visible}
+            result[entity_type] = view
+        return result
 
     def rpc_schema_field_read(self, params: Mapping[str, Any]) -> Schema:
-        """The ``schema_field_read`` RPC: one field, or all fields of a type."""
+        """The ``schema_field_read`` RPC: one field, or all fields of a type (per project)."""
         entity_type = self._require_type(params.get("type"), "schema_field_read")
+        project = self._schema_project(params)
         fields = self._schema[entity_type]
         name = params.get("field_name")
         if name:
             if name not in fields:
                 raise SiteError(f"{entity_type}.{name} doesn't exist")
-            return {name: copy.deepcopy(fields[name])}
-        return copy.deepcopy(fields)
+            return {name: self._field_view(entity_type, name, fields[name], project)}
+        return self._fields_view(entity_type, project)
+
+    def set_project_field_override(
+        self,
+        project_id: int,
+        entity_type: str,
+        field_name: str,
+        *,
+        visible: Optional[bool] = None,
+        display_name: Optional[str] = None,
+    ) -> None:
+        """Make a field hidden/shown or renamed in one project's schema view.
+
+        None leaves that part as it was; schema reads without a project are unchanged.
+        """
+        self._require_type(entity_type, "schema_field_update")
+        if field_name not in self._schema[entity_type]:
+            raise SiteError(f"{entity_type}.{field_name} doesn't exist")
+        self._schema_project({"project": {"type": "Project", "id": project_id}})
+        slot = self._project_fields.setdefault(project_id, {}).setdefault(
+            (entity_type, field_name), {}
+        )
+        if visible is not None:
+            slot["visible"] = bool(visible)
+        if display_name is not None:
+            slot["display_name"] = str(display_name)
+
+    def set_project_entity_override(
+        self,
+        project_id: int,
+        entity_type: str,
+        *,
+        visible: Optional[bool] = None,
+        display_name: Optional[str] = None,
+    ) -> None:
+        """Make an entity type hidden/shown or renamed in one project's schema view."""
+        self._require_type(entity_type, "schema_entity_read")
+        self._schema_project({"project": {"type": "Project", "id": project_id}})
+        slot = self._project_entities.setdefault(project_id, {}).setdefault(entity_type, {})
+        if visible is not None:
+            slot["visible"] = bool(visible)
+        if display_name is not None:
+            slot["display_name"] = str(display_name)
+
+    def clear_project_overrides(self, project_id: Optional[int] = None) -> None:
+        """Forget the per-project schema overrides of one project (or of all)."""
+        if project_id is None:
+            self._project_fields.clear()
+            self._project_entities.clear()
+        else:
+            self._project_fields.pop(project_id, None)
+            self._project_entities.pop(project_id, None)
 
     def column_id(self, entity_type: str, field_name: str) -> int:
         """Stable id of the ``DisplayColumn`` behind a field (used by schema events)."""
@@ -1390,12 +1497,23 @@ class SiteStore(_Mockgun):
         field_name: str,
         properties: Mapping[str, Any],
         actor: Optional[Actor] = None,
+        project_id: Optional[int] = None,
     ) -> None:
-        """Change field properties (``name``, ``description`` or property keys); logs events."""
+        """Change field properties (``name``, ``description`` or property keys); logs events.
+
+        With ``project_id``, ``visible`` changes that project's view only (as the API's
+        ``project_entity`` does) and logs nothing; other properties change the site.
+        """
         self._require_type(entity_type, "schema_field_update")
         definition = self._schema[entity_type].get(field_name)
         if definition is None:
             raise SiteError(f"{entity_type}.{field_name} doesn't exist")
+        properties = dict(properties)
+        if project_id is not None and "visible" in properties:
+            visible = properties.pop("visible")
+            if not isinstance(visible, bool):
+                raise SiteError(f"visible must be true or false, got {visible!r}")
+            self.set_project_field_override(project_id, entity_type, field_name, visible=visible)
         for key, value in properties.items():
             if key in ("name", "description"):
                 old = definition[key]["value"]
@@ -1460,6 +1578,7 @@ class SiteStore(_Mockgun):
             "return_fields": fields or ["id"],
             "return_only": "retired" if retired_only else "active",
             "include_archived_projects": include_archived_projects,
+            "additional_filter_presets": additional_filter_presets or None,
             "sorts": [
                 {
                     "field_name": o.get("field_name") or o.get("column"),
@@ -1505,6 +1624,7 @@ class SiteStore(_Mockgun):
             1,
             retired_only,
             include_archived_projects=include_archived_projects,
+            additional_filter_presets=additional_filter_presets,
         )
         return found[0] if found else None
 
@@ -1590,21 +1710,41 @@ class SiteStore(_Mockgun):
         return self._call(self.rpc_summarize, params)  # type: ignore[no-any-return]
 
     def schema_read(self, project_entity: Any = None) -> Schema:
-        """In-process ``schema_read`` (a copy)."""
+        """In-process ``schema_read`` (a copy; one project's view with ``project_entity``)."""
         with self.lock:
-            return self.rpc_schema_read()
+            return self.rpc_schema_read({"project": project_entity})
 
     def schema_entity_read(self, project_entity: Any = None) -> Schema:
         """In-process ``schema_entity_read`` (a copy)."""
         with self.lock:
-            return self.rpc_schema_entity_read()
+            return self.rpc_schema_entity_read({"project": project_entity})
 
     def schema_field_read(
         self, entity_type: str, field_name: Optional[str] = None, project_entity: Any = None
     ) -> Schema:
         """In-process ``schema_field_read`` (a copy)."""
         with self.lock:
-            return self.rpc_schema_field_read({"type": entity_type, "field_name": field_name})
+            return self.rpc_schema_field_read(
+                {"type": entity_type, "field_name": field_name, "project": project_entity}
+            )
+
+    def text_search(
+        self,
+        text: str,
+        entity_types: Dict[str, Any],
+        project_ids: Optional[List[int]] = None,
+        limit: Optional[int] = None,
+    ) -> Dict[str, Any]:
+        """In-process ``text_search`` (see :meth:`rpc_text_search`)."""
+        with _refusal("text_search"):
+            types = {t: normalise_filters(f) for t, f in entity_types.items()}
+        params = {
+            "text": text,
+            "entity_types": types,
+            "project_ids": project_ids or [],
+            "max_results": limit,
+        }
+        return self._call(self.rpc_text_search, params)  # type: ignore[no-any-return]
 
     def count(self, entity_type: str, retired: bool = False) -> int:
         """Number of live (or retired) rows of a type, without building records."""
