@@ -208,6 +208,9 @@ class RedisCache(Cache):
     Values keep their type: a one-byte tag says ``str`` or ``bytes``.  Keys
     and ``str`` values are UTF-8 with lone surrogates passed through, so any
     ``str`` comes back exactly.  *ttl* (seconds) makes every entry expire.
+    A namespace is a key prefix, so namespace ``"a"`` also sees the keys of a
+    namespace ``"a:b"`` (as ``"b:..."``): choose namespaces that do not start
+    with another one followed by ``":"``.
 
     On a cluster the keys keep the single-server layout, ``namespace:key``,
     so they hash to slots all over the cluster: a namespace (usually the
