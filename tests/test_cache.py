@@ -21,7 +21,7 @@ from sgcache_layers.cache import (
     SerialisedCache,
 )
 from sgcache_layers.file import FileCache
-from sgcache_layers.testing.conformance import CacheConformance
+from sgcache_layers.testing.conformance import CacheConformance, SelectiveProxy
 
 
 class MinimalCache(Cache):
@@ -104,6 +104,27 @@ class TestSerialisedJsonConformance(CacheConformance):
 class TestProxyCacheConformance(CacheConformance):
     def make_cache(self) -> Cache:
         return ProxyCache(MemoryCache())
+
+
+def _not_dropped(key: str) -> bool:
+    return not key.startswith("drop:")
+
+
+class TestSelectiveProxyConformance(CacheConformance):
+    """ftrack's selective-cache pattern over memory: the whole contract still holds."""
+
+    def make_cache(self) -> Cache:
+        return SelectiveProxy(MemoryCache(), _not_dropped)
+
+
+class TestLayeredSelectiveProxyConformance(CacheConformance):
+    def make_cache(self) -> Cache:
+        return LayeredCache(
+            [
+                SelectiveProxy(MemoryCache(max_entries=1000), _not_dropped),
+                SelectiveProxy(FileCache(self.tmp_path / "files"), _not_dropped),
+            ]
+        )
 
 
 class TestLayeredMemoryFileConformance(CacheConformance):
@@ -315,6 +336,115 @@ def test_proxy_passes_everything_through() -> None:
     assert inner.calls == ["set_many", "get_many", "clear", "close"]
     assert proxy.lists_keys
     assert not ProxyCache(MinimalCache()).lists_keys
+
+
+def _kept(key: str) -> bool:
+    return key.startswith("keep:")
+
+
+def test_selective_proxy_batches_go_through_its_methods() -> None:
+    inner = RecordingCache()
+    proxy = SelectiveProxy(inner, _kept)
+    proxy.set_many({"keep:1": 1, "drop:2": 2})
+    inner.set("drop:3", 3)
+    assert proxy.get_many(["keep:1", "drop:2", "drop:3"]) == {"keep:1": 1}
+    assert proxy.values() == [1]
+    proxy.clear()
+    assert inner.keys() == ["drop:3"]
+    assert inner.calls == []  # no batch call bypassed the proxy's get/set/remove
+    assert proxy.calls[:2] == [("set", "keep:1"), ("set", "drop:2")]
+    assert ("get", "drop:3") in proxy.calls
+    assert ("remove", "drop:3") in proxy.calls
+
+
+def test_selective_proxy_sees_every_write_through_a_layered_cache(tmp_path: Path) -> None:
+    """Writes, batch writes and get_many write-backs all reach the proxy's own set."""
+    memory = MemoryCache()
+    front = SelectiveProxy(memory, _kept)
+    disk = FileCache(tmp_path / "c")
+    back = SelectiveProxy(disk, _kept)
+    layered = LayeredCache([front, back])
+    layered.set("keep:a", "1")
+    layered.set("drop:b", "2")
+    layered.set_many({"keep:c": "3", "drop:d": "4"})
+    expected_sets = [("set", key) for key in ("keep:a", "drop:b", "keep:c", "drop:d")]
+    assert [call for call in front.calls if call[0] == "set"] == expected_sets
+    assert [call for call in back.calls if call[0] == "set"] == expected_sets
+    assert sorted(memory.keys()) == ["keep:a", "keep:c"]
+    assert sorted(disk.keys()) == ["keep:a", "keep:c"]
+
+    # A deeper plain layer answers; the write-back into the selective front layer
+    # (set_many for get_many, set for get) must still obey its rule.
+    plain = MemoryCache()
+    plain.set_many({"keep:x": "x", "drop:y": "y"})
+    front.calls.clear()
+    layered = LayeredCache([front, plain])
+    assert layered.get_many(["keep:x", "drop:y"]) == {"keep:x": "x", "drop:y": "y"}
+    assert ("set", "keep:x") in front.calls and ("set", "drop:y") in front.calls
+    assert "drop:y" not in memory.keys() and memory.get("keep:x") == "x"
+    layered.clear("^drop:")
+    assert sorted(memory.keys()) == ["keep:a", "keep:c", "keep:x"]
+    assert plain.keys() == ["keep:x"]
+
+
+def test_proxy_subclass_keeps_its_own_batch_methods() -> None:
+    class Batched(ProxyCache):
+        def get(self, key: str) -> Any:
+            raise AssertionError("get_many is overridden: get must not be used")
+
+        def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+            return {key: "batched" for key in keys}
+
+    batched = Batched(MemoryCache())
+    assert batched.get_many(["a"]) == {"a": "batched"}
+
+
+def test_serialised_cache_keeps_its_batched_path() -> None:
+    inner = RecordingCache()
+    cache = SerialisedCache(inner, json.dumps, json.loads)
+    cache.set_many({"a": [1], "b": [2]})
+    assert cache.get_many(["a", "b"]) == {"a": [1], "b": [2]}
+    cache.clear()
+    assert inner.calls == ["set_many", "get_many", "clear"]
+
+
+def test_selective_subclass_of_a_serialised_cache_is_honoured() -> None:
+    """Overriding get below a class that has its own get_many still routes batches via get."""
+
+    class SelectiveJson(SerialisedCache):
+        def get(self, key: str) -> Any:
+            if not key.startswith("keep:"):
+                raise KeyError(key)
+            return super().get(key)
+
+        def set(self, key: str, value: Any) -> None:
+            if key.startswith("keep:"):
+                super().set(key, value)
+
+    inner = MemoryCache()
+    cache = SelectiveJson(inner, json.dumps, json.loads)
+    cache.set_many({"keep:a": [1], "drop:b": [2]})
+    assert inner.keys() == ["keep:a"]
+    inner.set("drop:c", "[3]")
+    assert cache.get_many(["keep:a", "drop:c"]) == {"keep:a": [1]}
+    assert cache.values() == [[1]]
+
+
+def test_plain_proxy_of_a_proxy_subclass_passes_through() -> None:
+    """A subclass overriding only close (not get/set/remove) keeps the fast pass-through."""
+
+    class Closing(ProxyCache):
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    inner = RecordingCache()
+    proxy = Closing(inner)
+    proxy.set_many({"a": 1})
+    assert proxy.get_many(["a"]) == {"a": 1}
+    proxy.clear()
+    assert inner.calls == ["set_many", "get_many", "clear"]
 
 
 def test_serialised_cache_encodes_and_decodes() -> None:

@@ -25,7 +25,7 @@ from sgcache_layers.cache import (
     SerialisedCache,
 )
 from sgcache_layers.file import FileCache
-from sgcache_layers.testing.conformance import CacheConformance
+from sgcache_layers.testing.conformance import CacheConformance, SelectiveProxy
 
 MODE_RAW, MODE_BINARY, MODE_PICKLE = 1, 2, 4
 
@@ -47,6 +47,15 @@ class TestSerialisedFileCacheConformance(CacheConformance):
 
     def make_cache(self) -> Cache:
         return SerialisedCache(FileCache(self.tmp_path / "cache"), json.dumps, json.loads)
+
+
+class TestSelectiveFileCacheConformance(CacheConformance):
+    """ftrack's selective-cache pattern (a ProxyCache subclass) over a FileCache."""
+
+    def make_cache(self) -> Cache:
+        return SelectiveProxy(
+            FileCache(self.tmp_path / "cache"), lambda key: not key.startswith("drop:")
+        )
 
 
 def _run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

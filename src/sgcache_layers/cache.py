@@ -145,8 +145,37 @@ class Cache(abc.ABC):
         self.close()
 
 
+#: ProxyCache batch and listing methods, each with the single-key method it is built on.
+_PER_KEY_ROUTES = (("get_many", "get"), ("values", "get"), ("set_many", "set"), ("clear", "remove"))
+
+
+def _defined_at(cls: type, name: str) -> int:
+    """Position in ``cls.__mro__`` of the class that defines attribute *name*."""
+    for index, klass in enumerate(cls.__mro__):
+        if name in vars(klass):
+            return index
+    return len(cls.__mro__)
+
+
 class ProxyCache(Cache):
-    """Pass every call to the *proxied* cache (a base for wrappers)."""
+    """Pass every call to the *proxied* cache (a base for wrappers).
+
+    A subclass that overrides ``get``, ``set`` or ``remove`` (say, to store
+    only the keys that match a rule, ftrack's pattern for a selective cache)
+    has the batch and listing methods built on that method go through it too:
+    ``get_many``/``values`` call its ``get``, ``set_many`` its ``set`` and
+    ``clear`` its ``remove``, key by key.  A subclass that also overrides the
+    batch method (as :class:`SerialisedCache` does) keeps its own, and a plain
+    ProxyCache passes batches straight to the proxied cache.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for batch, single in _PER_KEY_ROUTES:
+            if _defined_at(cls, single) < _defined_at(cls, batch):
+                # The batch method predates this override of *single*: it would
+                # bypass it, so use Cache's generic version, built on *single*.
+                setattr(cls, batch, vars(Cache)[batch])
 
     def __init__(self, proxied: Cache) -> None:
         self.proxied = proxied

@@ -14,6 +14,11 @@ fixture when the cache needs other fixtures::
 
 Class flags adapt the suite to what a backend promises: ``supports_bytes``,
 ``enforces_str_keys`` and ``large_value_size``.
+
+:class:`SelectiveProxy` is ftrack's selective-cache pattern (a
+:class:`~sgcache_layers.cache.ProxyCache` subclass overriding ``get``/``set``/
+``remove`` to store only some keys); the suite checks it over every backend,
+and test modules can run the whole suite over one.
 """
 
 from __future__ import annotations
@@ -21,17 +26,59 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
-from sgcache_layers.cache import Cache
+from sgcache_layers.cache import Cache, ProxyCache, check_key
 
-__all__ = ["CacheConformance"]
+__all__ = ["CacheConformance", "SelectiveProxy"]
 
 UNICODE_KEY = "ショット/镜头:ü é ß 🎬"
 UNICODE_VALUE = "Ωμέγα — ✓ 日本語 😀 \u00e9\u0301 \t\n\r"
 NON_STR_KEYS: tuple[Any, ...] = (1, 1.5, b"bytes", None, ("a",))
+
+
+class SelectiveProxy(ProxyCache):
+    """A ProxyCache that stores only the keys *admit* accepts, noting every call it sees.
+
+    Overrides only ``get``, ``set`` and ``remove``, as ftrack documents for a
+    selective cache: batch calls (``set_many``, ``get_many``, ``values``,
+    ``clear``) must reach these, or the rule is bypassed.  ``calls`` lists
+    ``(method, key)`` in order.
+    """
+
+    def __init__(self, proxied: Cache, admit: Callable[[str], bool]) -> None:
+        super().__init__(proxied)
+        self.admit = admit
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, key: str) -> Any:
+        """Return the proxied value of an admitted key; any other key is a miss."""
+        key = check_key(key)
+        self.calls.append(("get", key))
+        if not self.admit(key):
+            raise KeyError(key)
+        return self.proxied.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        """Store *value* if *key* is admitted; otherwise drop it."""
+        key = check_key(key)
+        self.calls.append(("set", key))
+        if self.admit(key):
+            self.proxied.set(key, value)
+
+    def remove(self, key: str) -> None:
+        """Remove an admitted key; any other key is not stored here (``KeyError``)."""
+        key = check_key(key)
+        self.calls.append(("remove", key))
+        if not self.admit(key):
+            raise KeyError(key)
+        self.proxied.remove(key)
+
+
+def _kept(key: str) -> bool:
+    return key.startswith("keep:")
 
 
 class CacheConformance:
@@ -277,6 +324,36 @@ class CacheConformance:
         cache.set_many(data)
         assert cache.get_many(list(data)) == data
         assert cache.get("entity:123") == "value 123"
+
+    # -- a selective proxy over this cache ------------------------------------
+
+    def test_selective_proxy_sees_every_batch_call(self, cache: Cache) -> None:
+        proxy = SelectiveProxy(cache, _kept)
+        proxy.set_many({"keep:a": "1", "skip:b": "2", "keep:c": "3"})
+        assert [call for call in proxy.calls if call[0] == "set"] == [
+            ("set", "keep:a"),
+            ("set", "skip:b"),
+            ("set", "keep:c"),
+        ]
+        assert cache.get("keep:a") == "1"
+        with pytest.raises(KeyError):
+            cache.get("skip:b")
+        cache.set("skip:direct", "4")  # stored behind the proxy's back: it must not serve it
+        assert proxy.get_many(["keep:a", "skip:b", "skip:direct", "keep:c"]) == {
+            "keep:a": "1",
+            "keep:c": "3",
+        }
+        assert ("get", "skip:direct") in proxy.calls
+        try:
+            cache.keys()
+        except NotImplementedError:
+            return
+        assert sorted(proxy.values()) == ["1", "3"]
+        proxy.clear("^(keep|skip):")
+        assert ("remove", "skip:direct") in proxy.calls
+        assert self._keys_or_skip(cache) == ["skip:direct"]
+        proxy.clear()
+        assert cache.get("skip:direct") == "4"
 
     # -- lifecycle -----------------------------------------------------------
 
