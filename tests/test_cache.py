@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -502,6 +503,72 @@ def test_layered_caches_attribute() -> None:
     layered.caches = [second]
     assert layered.caches == [second]
     assert [entry["name"] for entry in layered.stats()] == ["MemoryCache"]
+
+
+MUTATIONS: dict[str, Any] = {
+    "append": lambda layers, extra: layers.append(extra),
+    "insert": lambda layers, extra: layers.insert(0, extra),
+    "extend": lambda layers, extra: layers.extend([extra]),
+    "remove": lambda layers, extra: layers.remove(layers[0]),
+    "pop": lambda layers, extra: layers.pop(),
+    "setitem": lambda layers, extra: layers.__setitem__(0, extra),
+    "setslice": lambda layers, extra: layers.__setitem__(slice(0, 1), [extra]),
+    "delitem": lambda layers, extra: layers.__delitem__(0),
+    "iadd": lambda layers, extra: layers.__iadd__([extra]),
+    "clear": lambda layers, extra: layers.clear(),
+    "sort": lambda layers, extra: layers.sort(key=id),
+    "reverse": lambda layers, extra: layers.reverse(),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_layered_caches_refuse_in_place_changes(mutation: str) -> None:
+    first, second, extra = MemoryCache(), MemoryCache(), MemoryCache()
+    layered = LayeredCache([first, second])
+    with pytest.raises(TypeError, match=re.escape("cache.caches = [")):
+        MUTATIONS[mutation](layered.caches, extra)
+    assert layered.caches == [first, second]
+    assert layered.revision == 0
+
+
+def test_layered_caches_augmented_assignment_is_refused() -> None:
+    first, extra = MemoryCache(), MemoryCache()
+    layered = LayeredCache([first])
+    with pytest.raises(TypeError, match="assign a new list"):
+        layered.caches += [extra]
+    with pytest.raises(TypeError, match="assign a new list"):
+        layered.caches[0] = extra
+    with pytest.raises(TypeError, match="assign a new list"):
+        del layered.caches[0]
+    assert layered.caches == [first]
+    assert layered.revision == 0
+
+
+def test_layered_caches_read_like_a_list_and_assignment_bumps_revision() -> None:
+    first, second, extra = MemoryCache(), MemoryCache(), MemoryCache()
+    layered = LayeredCache([first, second])
+    layers = layered.caches
+    assert layered.revision == 0
+    assert layers == [first, second] and [first, second] == layers
+    assert layers == (first, second) and (first, second) == layers
+    assert layers != [second, first] and (layers != [first, second]) is False
+    assert layers != [first] and layers != "nope"
+    assert layers[0] is first and layers[-1] is second and list(layers[1:]) == [second]
+    assert len(layers) == 2 and list(layers) == [first, second] and second in layers
+    assert layers.index(second) == 1
+    assert hash(layers) == hash((first, second))
+    layered.caches = [*layered.caches, extra]
+    assert layered.revision == 1
+    assert layered.caches == [first, second, extra]
+    assert layers == [first, second]  # an old view does not change under anyone
+    layered.set("k", "v")
+    assert extra.get("k") == "v"  # the new layer is really attached
+    layered.caches = (second,)
+    assert layered.revision == 2
+    with pytest.raises(ValueError):
+        layered.caches = []
+    assert layered.revision == 2 and layered.caches == [second]
+    assert "MemoryCache" in repr(layered.caches)
 
 
 def test_layered_get_writes_back_into_shallower_layers() -> None:

@@ -15,7 +15,17 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypedDict, Union
+from typing import (
+    Any,
+    Callable,
+    Iterable,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    TypedDict,
+    Union,
+)
 
 __all__ = [
     "Cache",
@@ -23,6 +33,7 @@ __all__ = [
     "LRUMemoryCache",
     "LayerStats",
     "LayeredCache",
+    "Layers",
     "MemoryCache",
     "ProxyCache",
     "SerialisedCache",
@@ -307,6 +318,44 @@ class LayerStats(TypedDict):
     errors: int
 
 
+class Layers(tuple[Cache, ...]):
+    """The layers of a :class:`LayeredCache`: a sequence that refuses in-place changes.
+
+    ``cache.caches.append(layer)`` on a copy would silently attach nothing, so
+    every mutating list method raises ``TypeError`` saying to assign a new
+    list instead.  Indexing, iteration, ``len`` and equality with a list or
+    tuple of the same layers work as for a list.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError(
+            "LayeredCache.caches cannot be changed in place; assign a new list instead: "
+            "cache.caches = [*cache.caches, layer]"
+        )
+
+    append = insert = extend = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple)):
+            return len(self) == len(other) and all(
+                mine is theirs or mine == theirs for mine, theirs in zip(self, other)
+            )
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return tuple.__hash__(self)
+
+    def __repr__(self) -> str:
+        return f"Layers({list(self)!r})"
+
+
 class LayeredCache(Cache):
     """Stack of caches, shallowest (fastest) first.
 
@@ -320,20 +369,33 @@ class LayeredCache(Cache):
     usage error (a non-``str`` key, an unstorable value) and propagates.
     Warnings for one layer are rate limited to one per *warning_interval*
     seconds (the rest go to debug); :meth:`stats` counts every hit, miss and error.
+
+    :attr:`caches` is read-only in place and replaced by assignment; each
+    assignment adds one to :attr:`revision`, so code holding views derived
+    from the layers can tell they changed.
     """
+
+    #: How many times :attr:`caches` has been assigned since construction.
+    revision: int
 
     def __init__(self, caches: Sequence[Cache], *, warning_interval: float = 10.0) -> None:
         self.warning_interval = warning_interval
-        self.caches = list(caches)
+        self._install(caches)
+        self.revision = 0
 
     @property
-    def caches(self) -> list[Cache]:
-        """The layers, shallowest first (a copy; assign to replace them)."""
-        return list(self._caches)
+    def caches(self) -> Layers:
+        """The layers, shallowest first (assign a new list to replace them)."""
+        return self._caches
 
     @caches.setter
     def caches(self, caches: Sequence[Cache]) -> None:
-        layers = tuple(caches)
+        self._install(caches)
+        self.revision += 1
+
+    def _install(self, caches: Sequence[Cache]) -> None:
+        """Make *caches* the layers and reset the counters (nothing changes on error)."""
+        layers = Layers(caches)
         if not layers:
             raise ValueError("LayeredCache needs at least one layer")
         self._caches = layers
