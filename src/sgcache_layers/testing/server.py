@@ -7,6 +7,15 @@ strings, paging at 500 rows, the client's own retries - plus knobs a real site d
 offer: added latency, injected faults (HTTP 5xx, dropped connections, slow answers), a
 request log, extra identities, schema-change events and deliberate event-id gaps.
 
+It refuses what a site refuses (people may not ``sudo_as_login``; ``password``,
+``serializable`` and ``url`` fields cannot be filtered, ``image`` fields only with None;
+bad ``additional_filter_presets``; ``text_search`` texts under three characters) and
+models what a site offers beyond plain reads: ``text_search``, the ``LATEST`` filter
+presets and per-project schema views (:meth:`ShotgridServer.set_project_field_override`).
+Filters, order and paging are evaluated by :mod:`sgcache_layers.filters`.  Errors while
+handling requests go to the ``sgcache_layers.testing.server`` logger (clients that hang
+up at debug level); nothing is printed.
+
 Typical use::
 
     with ShotgridServer(scale=0.05) as server:
@@ -211,7 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Stay quiet: tests read :attr:`ShotgridServer.requests` instead."""
+        """Never print: access and protocol errors go to the debug log (tests read the log)."""
+        if LOG.isEnabledFor(logging.DEBUG):
+            LOG.debug("%s %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         reason = self.responses.get(status, ("",))[0]
