@@ -18,6 +18,9 @@ API returns for each field:
   ``multi_entity``: a list of links; ``tag_list``: a list of strings.
 * everything else as the API returns it (str, int, float, bool, dict, None).
 
+A field missing from a row reads as NULL, so a snapshot must hold every field a filter or
+an order names (including those deep paths reach on linked rows).
+
 Filter values follow the same rules; naive datetimes in filters are taken as UTC too (the
 client would take them as local time: pass aware datetimes for exact parity).
 
@@ -73,6 +76,7 @@ from typing import (
 __all__ = [
     "DISPLAY_FIELDS",
     "MAX_PAGE",
+    "PRESETS",
     "DataSource",
     "FieldTypes",
     "FilterError",
