@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from sgcache_layers.cache import (
     MemoryCache,
     ProxyCache,
     SerialisedCache,
+    estimate_size,
 )
 from sgcache_layers.file import FileCache
 from sgcache_layers.testing.conformance import CacheConformance, SelectiveProxy
@@ -93,6 +96,18 @@ class TestMemoryCacheConformance(CacheConformance):
 class TestBoundedMemoryCacheConformance(CacheConformance):
     def make_cache(self) -> Cache:
         return MemoryCache(max_entries=1000)
+
+
+class TestByteBoundedMemoryCacheConformance(CacheConformance):
+    """Bounded by bytes only: roomy enough for the suite's 1 MiB values."""
+
+    def make_cache(self) -> Cache:
+        return MemoryCache(max_bytes=16 * 2**20)
+
+
+class TestDoublyBoundedMemoryCacheConformance(CacheConformance):
+    def make_cache(self) -> Cache:
+        return MemoryCache(max_entries=1000, max_bytes=16 * 2**20, sizeof=estimate_size)
 
 
 class TestSerialisedJsonConformance(CacheConformance):
@@ -299,6 +314,170 @@ def test_lru_is_safe_under_threads() -> None:
         thread.join()
     assert errors == []
     assert len(cache.keys()) == 50
+
+
+class Sized:
+    """A value that reports its own size, as the default ``sizeof`` asks."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __sgcache_sizeof__(self) -> int:
+        return self.size
+
+
+def test_unbounded_memory_cache_keeps_its_dict_fast_path() -> None:
+    cache = MemoryCache()
+    assert type(cache) is MemoryCache
+    assert isinstance(cache.get, types.BuiltinMethodType)  # the dict's own __getitem__
+
+
+def test_estimate_size() -> None:
+    assert estimate_size("héllo") == 5
+    assert estimate_size(b"abc") == 3
+    assert estimate_size(bytearray(7)) == 7
+    assert estimate_size(Sized(1234)) == 1234
+    assert estimate_size({"a": 1}) == sys.getsizeof({"a": 1})
+
+    class Name(str):
+        pass
+
+    assert estimate_size(Name("abcd")) == 4
+
+
+def test_max_bytes_drops_least_recently_used_first() -> None:
+    cache = MemoryCache(max_bytes=10)
+    assert isinstance(cache, LRUMemoryCache)
+    assert cache.max_bytes == 10 and cache.max_entries is None
+    cache.set("a", "12345")
+    cache.set("b", "123")
+    cache.set("c", "12")
+    assert cache.current_bytes == 10
+    assert cache.get("a") == "12345"  # a is now the most recently used
+    cache.set("d", "1")  # 11 bytes: b, the least recently used, goes
+    assert cache.keys() == ["c", "a", "d"]
+    assert cache.current_bytes == 8
+    cache.set("c", "1234")  # replacing re-measures: 10 bytes, nothing dropped
+    assert cache.keys() == ["a", "d", "c"] and cache.current_bytes == 10
+    assert cache.get_many(["a", "zz"]) == {"a": "12345"}
+    cache.set_many({"e": "12", "f": "1"})  # 13 bytes: d then c go
+    assert cache.keys() == ["a", "e", "f"] and cache.current_bytes == 8
+    cache.remove("e")
+    assert cache.current_bytes == 6
+    cache.clear("^a$")
+    assert cache.keys() == ["f"] and cache.current_bytes == 1
+    cache.clear()
+    assert cache.keys() == [] and cache.current_bytes == 0
+
+
+def test_an_entry_larger_than_max_bytes_is_not_kept() -> None:
+    cache = MemoryCache(max_bytes=10)
+    cache.set("small", "1234")
+    cache.set("huge", "x" * 11)
+    with pytest.raises(KeyError):
+        cache.get("huge")
+    assert cache.keys() == ["small"]  # the others were not flushed to make room
+    cache.set("small", "y" * 11)  # the oversized value replaces the old one: both gone
+    with pytest.raises(KeyError):
+        cache.get("small")
+    assert cache.current_bytes == 0
+    cache.set_many({"a": "1", "big": "z" * 50, "b": "2"})
+    assert cache.keys() == ["a", "b"] and cache.current_bytes == 2
+    cache.set("exact", "e" * 10)  # exactly the bound is kept, everything else goes
+    assert cache.keys() == ["exact"] and cache.current_bytes == 10
+
+
+def test_both_bounds_and_a_custom_sizeof() -> None:
+    cache = MemoryCache(max_entries=3, max_bytes=100, sizeof=lambda value: value["size"])
+    for index in range(4):
+        cache.set(f"k{index}", {"size": 10})
+    assert cache.keys() == ["k1", "k2", "k3"]  # the entry bound bites first
+    cache.set("big", {"size": 90})  # 120 bytes in 3 entries: the byte bound bites
+    assert cache.keys() == ["k3", "big"] and cache.current_bytes == 100
+    assert "max_entries=3" in repr(cache) and "max_bytes=100" in repr(cache)
+
+
+def test_sizeof_of_objects_defaults_to_their_own_report() -> None:
+    cache = MemoryCache(max_bytes=1000)
+    cache.set("a", Sized(600))
+    cache.set("b", Sized(600))
+    assert cache.keys() == ["b"]
+    cache.set("c", Sized(5000))
+    assert cache.keys() == ["b"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"max_bytes": 0},
+        {"max_bytes": -5},
+        {"max_bytes": "10"},
+        {"max_bytes": True},
+        {"max_entries": 2.5},
+        {"sizeof": len},
+        {"max_entries": 3, "sizeof": len},
+    ],
+)
+def test_bounded_memory_cache_rejects_bad_arguments(arguments: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        MemoryCache(**arguments)
+
+
+def test_a_sizeof_returning_nonsense_is_an_error() -> None:
+    cache = MemoryCache(max_bytes=10, sizeof=lambda value: -1)
+    with pytest.raises(ValueError, match="sizeof"):
+        cache.set("a", "v")
+    assert cache.keys() == []
+
+
+def test_byte_bounded_cache_is_safe_under_threads() -> None:
+    cache = MemoryCache(max_entries=40, max_bytes=300)
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for index in range(2000):
+                key = f"k{(index * 7 + offset) % 90}"
+                if index % 11 == 0:
+                    cache.set_many({key: "v" * (index % 23), key + "x": "w" * (index % 5)})
+                else:
+                    cache.set(key, "v" * (index % 37))
+                try:
+                    cache.get(key)
+                except KeyError:
+                    pass
+                if index % 13 == 0:
+                    try:
+                        cache.remove(key)
+                    except KeyError:
+                        pass
+                if index % 97 == 0:
+                    cache.clear("7$")
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert isinstance(cache, LRUMemoryCache)
+    stored = dict(zip(cache.keys(), cache.values()))
+    assert len(stored) <= 40
+    assert cache.current_bytes == sum(len(value) for value in stored.values()) <= 300
+
+
+def test_bounded_memory_caches_copy_and_pickle() -> None:
+    import copy
+    import pickle
+
+    cache = MemoryCache(max_entries=5, max_bytes=100)
+    cache.set("a", "12345")
+    for clone in (copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        clone.set("b", "1")
+        assert clone.keys() == ["a", "b"] and clone.current_bytes == 6
+    assert cache.keys() == ["a"]
 
 
 # -- ProxyCache / SerialisedCache --------------------------------------------

@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sgcache_layers.cache import LayeredCache, MemoryCache, SerialisedCache
+from sgcache_layers.cache import LayeredCache, LRUMemoryCache, MemoryCache, SerialisedCache
 from sgcache_layers.file import FileCache
 
 KEYS = st.sampled_from(["shot:1", "shot:2", "shot:3", "asset:1", "asset:2", "task:shot:1", "ü"])
@@ -27,11 +27,18 @@ class LayeredLikeADict(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="sgcache-state-")
-        self.top = MemoryCache(max_entries=2)  # small: evicts all the time
+        self.top = self.make_top()
         self.middle = SerialisedCache(MemoryCache(), json.dumps, json.loads)
         self.bottom = FileCache(self.directory)
         self.cache = LayeredCache([self.top, self.middle, self.bottom])
         self.model: dict[str, str] = {}
+
+    def make_top(self) -> LRUMemoryCache:
+        """The memory layer: small, so it evicts all the time."""
+        return LRUMemoryCache(max_entries=2)
+
+    def top_within_bounds(self) -> bool:
+        return len(self.top.keys()) <= 2
 
     def teardown(self) -> None:
         self.cache.close()
@@ -99,10 +106,27 @@ class LayeredLikeADict(RuleBasedStateMachine):
     @invariant()
     def deepest_layer_holds_everything(self) -> None:
         assert sorted(self.bottom.keys()) == sorted(self.model)
-        assert len(self.top.keys()) <= 2
+        assert self.top_within_bounds()
 
 
 LayeredLikeADict.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None
 )
 TestLayeredLikeADict = LayeredLikeADict.TestCase
+
+
+class ByteBoundedLayeredLikeADict(LayeredLikeADict):
+    """The same, with a memory layer bounded to 24 characters: values up to 20 come and go."""
+
+    def make_top(self) -> LRUMemoryCache:
+        return LRUMemoryCache(max_bytes=24)
+
+    def top_within_bounds(self) -> bool:
+        values = self.top.values()
+        return self.top.current_bytes == sum(map(len, values)) <= 24
+
+
+ByteBoundedLayeredLikeADict.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=25, deadline=None
+)
+TestByteBoundedLayeredLikeADict = ByteBoundedLayeredLikeADict.TestCase

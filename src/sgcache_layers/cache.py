@@ -12,6 +12,7 @@ import abc
 import logging
 import math
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,7 @@ __all__ = [
     "MemoryCache",
     "ProxyCache",
     "SerialisedCache",
+    "estimate_size",
 ]
 
 logger = logging.getLogger("sgcache_layers.cache")
@@ -672,22 +674,58 @@ class _StrKeyDict(dict[str, Any]):
         raise KeyError(key)
 
 
+#: What ``MemoryCache(max_bytes=..., sizeof=...)`` accepts: value -> size in bytes.
+Sizeof = Callable[[Any], int]
+
+
+def estimate_size(value: Any) -> int:
+    """Return a cheap size estimate of *value* in bytes (the default ``sizeof``).
+
+    ``len()`` for ``str``, ``bytes`` and ``bytearray``; an object whose type
+    defines ``__sgcache_sizeof__()`` reports its own size; anything else gets
+    :func:`sys.getsizeof`, which is shallow (a dict's items are not counted).
+    """
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bytearray:
+        return len(value)
+    method = getattr(kind, "__sgcache_sizeof__", None)
+    if method is not None:
+        return int(method(value))
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    return sys.getsizeof(value)
+
+
 class MemoryCache(Cache):
     """A dict in this process: any value, no copies.
 
-    ``MemoryCache(max_entries=N)`` gives an :class:`LRUMemoryCache` that drops
-    the least recently used entries beyond *N*; the unbounded cache is a bare
-    dict behind ``get``/``set`` so it costs no more than a dict.
+    ``MemoryCache(max_entries=N)`` and/or ``MemoryCache(max_bytes=B)`` give an
+    :class:`LRUMemoryCache` that drops the least recently used entries beyond
+    *N* entries or *B* bytes (as measured by *sizeof*, default
+    :func:`estimate_size`); the unbounded cache is a bare dict behind
+    ``get``/``set`` so it costs no more than a dict.
     """
 
-    def __new__(cls, max_entries: Optional[int] = None) -> MemoryCache:
-        if max_entries is not None and cls is MemoryCache:
+    def __new__(
+        cls,
+        max_entries: Optional[int] = None,
+        max_bytes: Optional[int] = None,
+        sizeof: Optional[Sizeof] = None,
+    ) -> MemoryCache:
+        if cls is MemoryCache and (max_entries is not None or max_bytes is not None):
             return super().__new__(LRUMemoryCache)
         return super().__new__(cls)
 
-    def __init__(self, max_entries: Optional[int] = None) -> None:
-        if max_entries is not None:
-            raise ValueError("max_entries needs LRUMemoryCache")
+    def __init__(
+        self,
+        max_entries: Optional[int] = None,
+        max_bytes: Optional[int] = None,
+        sizeof: Optional[Sizeof] = None,
+    ) -> None:
+        if max_entries is not None or max_bytes is not None:
+            raise ValueError("max_entries and max_bytes need LRUMemoryCache")
+        if sizeof is not None:
+            raise ValueError("sizeof is only used with max_bytes")
         self._data: dict[str, Any] = _StrKeyDict()
         self._bind()
 
@@ -788,16 +826,100 @@ class MemoryCache(Cache):
         return f"{type(self).__name__}(<{len(self)} entries>)"
 
 
-class LRUMemoryCache(MemoryCache):
-    """A :class:`MemoryCache` holding at most *max_entries*, dropping the least recently used."""
+def _positive_bound(name: str, bound: Optional[int]) -> Optional[int]:
+    """Return *bound* if it is None or a positive int, else raise ``ValueError``."""
+    if bound is None or (isinstance(bound, int) and not isinstance(bound, bool) and bound >= 1):
+        return bound
+    raise ValueError(f"{name} must be a positive int, not {bound!r}")
 
-    def __init__(self, max_entries: Optional[int] = None) -> None:
-        if max_entries is None or max_entries < 1:
-            raise ValueError(f"max_entries must be a positive int, not {max_entries!r}")
-        self.max_entries = max_entries
+
+class LRUMemoryCache(MemoryCache):
+    """A :class:`MemoryCache` bounded to *max_entries* entries and/or *max_bytes* bytes.
+
+    Beyond either bound the least recently used entries are dropped first
+    (``get``, ``get_many`` and ``set`` count as use).  Sizes come from
+    *sizeof* (default :func:`estimate_size`), measured once when a value is
+    stored; a value larger than *max_bytes* on its own is not kept at all (and
+    replaces, so removes, what the key held).  Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        max_entries: Optional[int] = None,
+        max_bytes: Optional[int] = None,
+        sizeof: Optional[Sizeof] = None,
+    ) -> None:
+        if max_entries is None and max_bytes is None:
+            raise ValueError("LRUMemoryCache needs max_entries or max_bytes")
+        if sizeof is not None and max_bytes is None:
+            raise ValueError("sizeof is only used with max_bytes")
+        self.max_entries = _positive_bound("max_entries", max_entries)
+        self.max_bytes = _positive_bound("max_bytes", max_bytes)
+        self.sizeof: Sizeof = estimate_size if sizeof is None else sizeof
         self._lru: OrderedDict[str, Any] = OrderedDict()
         self._data = self._lru
+        self._sizes: dict[str, int] = {}
+        self._bytes = 0
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._lock = threading.Lock()
+
+    @property
+    def current_bytes(self) -> int:
+        """Total size of the stored values, by *sizeof* (0 without *max_bytes*)."""
+        return self._bytes
+
+    # -- bookkeeping (callers hold the lock) -----------------------------------
+
+    def _measure(self, value: Any) -> int:
+        """Return the size of *value*, or 0 when bytes are not bounded."""
+        if self.max_bytes is None:
+            return 0
+        size = self.sizeof(value)
+        if not isinstance(size, int) or size < 0:
+            raise ValueError(f"sizeof returned {size!r}, not a size in bytes")
+        return size
+
+    def _put(self, key: str, value: Any, size: int) -> None:
+        """Store one entry as the most recently used and drop what no longer fits."""
+        lru = self._lru
+        max_bytes = self.max_bytes
+        if max_bytes is not None:
+            self._bytes -= self._sizes.pop(key, 0)
+            if size > max_bytes:
+                lru.pop(key, None)  # too big to keep: the old value goes too
+                return
+            self._sizes[key] = size
+            self._bytes += size
+        lru[key] = value
+        lru.move_to_end(key)
+        max_entries = self.max_entries
+        if max_entries is not None:
+            while len(lru) > max_entries:
+                self._drop_oldest()
+        if max_bytes is not None:
+            while self._bytes > max_bytes:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        key, _value = self._lru.popitem(last=False)
+        if self.max_bytes is not None:
+            self._bytes -= self._sizes.pop(key)
+
+    def _forget(self, key: str) -> None:
+        """Remove *key* (known present) from the LRU and the size accounts."""
+        del self._lru[key]
+        if self.max_bytes is not None:
+            self._bytes -= self._sizes.pop(key)
+
+    # -- Cache API -------------------------------------------------------------
 
     def get(self, key: str) -> Any:
         """Return the value for *key* and mark it most recently used."""
@@ -814,20 +936,29 @@ class LRUMemoryCache(MemoryCache):
             return value
 
     def set(self, key: str, value: Any) -> None:
-        """Store *value*, dropping the least recently used entries beyond the bound."""
+        """Store *value*, dropping the least recently used entries beyond the bounds."""
         if type(key) is not str:
             key = check_key(key)
+        max_entries = self.max_entries
+        if self.max_bytes is None and max_entries is not None:
+            # Entries only: the old LRU path, with no size bookkeeping.
+            with self._lock:
+                lru = self._lru
+                lru[key] = value
+                lru.move_to_end(key)
+                while len(lru) > max_entries:
+                    lru.popitem(last=False)
+            return
+        size = self._measure(value)
         with self._lock:
-            lru = self._lru
-            lru[key] = value
-            lru.move_to_end(key)
-            while len(lru) > self.max_entries:
-                lru.popitem(last=False)
+            self._put(key, value, size)
 
     def remove(self, key: str) -> None:
         """Remove *key*; ``KeyError`` if absent."""
+        if type(key) is not str:
+            key = check_key(key)
         with self._lock:
-            MemoryCache.remove(self, key)
+            self._forget(key)
 
     def keys(self) -> list[str]:
         """Return the keys, least recently used first."""
@@ -841,8 +972,16 @@ class LRUMemoryCache(MemoryCache):
 
     def clear(self, pattern: Pattern = None) -> None:
         """Remove the keys matching *pattern*, or all."""
+        regex = _compile(pattern)
         with self._lock:
-            MemoryCache.clear(self, pattern)
+            if regex is None:
+                self._lru.clear()
+                self._sizes.clear()
+                self._bytes = 0
+                return
+            search = regex.search
+            for key in [key for key in self._lru if search(key) is not None]:
+                self._forget(key)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return the stored values for *keys* and mark them used."""
@@ -859,9 +998,16 @@ class LRUMemoryCache(MemoryCache):
         return found
 
     def set_many(self, mapping: Mapping[str, Any]) -> None:
-        """Store every item of *mapping*."""
-        for key, value in mapping.items():
-            self.set(key, value)
+        """Store every item of *mapping* (all keys are checked before any is stored)."""
+        items = [(check_key(key), value, self._measure(value)) for key, value in mapping.items()]
+        with self._lock:
+            for key, value, size in items:
+                self._put(key, value, size)
 
     def __repr__(self) -> str:
-        return f"LRUMemoryCache(max_entries={self.max_entries}, <{len(self)} entries>)"
+        bounds = []
+        if self.max_entries is not None:
+            bounds.append(f"max_entries={self.max_entries}")
+        if self.max_bytes is not None:
+            bounds.append(f"max_bytes={self.max_bytes}")
+        return f"LRUMemoryCache({', '.join(bounds)}, <{len(self)} entries>)"
