@@ -13,7 +13,7 @@ fixture when the cache needs other fixtures::
             return MemoryCache()
 
 Class flags adapt the suite to what a backend promises: ``supports_bytes``,
-``enforces_str_keys`` and ``large_value_size``.
+``enforces_str_keys``, ``round_trips_surrogates`` and ``large_value_size``.
 
 :class:`SelectiveProxy` is ftrack's selective-cache pattern (a
 :class:`~sgcache_layers.cache.ProxyCache` subclass overriding ``get``/``set``/
@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 import pytest
 
-from sgcache_layers.cache import Cache, ProxyCache, check_key
+from sgcache_layers.cache import Cache, CacheBackendError, ProxyCache, check_key
 
 __all__ = ["CacheConformance", "SelectiveProxy"]
 
@@ -93,6 +93,8 @@ class CacheConformance:
     supports_bytes: bool = True
     #: Whether non-``str`` keys raise ``TypeError`` (a user cache may not check).
     enforces_str_keys: bool = True
+    #: Whether ``str`` with lone surrogates round-trips (else it must be refused clearly).
+    round_trips_surrogates: bool = True
     #: Size of the "large value" tests, in characters / bytes.
     large_value_size: int = 1024 * 1024
 
@@ -220,6 +222,30 @@ class CacheConformance:
         value = bytes(range(256)) * (self.large_value_size // 256)
         cache.set("large-bytes", value)
         assert cache.get("large-bytes") == value
+
+    def test_lone_surrogates_round_trip(self, cache: Cache) -> None:
+        """Any ``str`` is a key or value: lone surrogates come back exactly (or are refused)."""
+        # Lone surrogates only: a high+low pair would come back merged from JSON.
+        items = {"\ud800": "a\udfffb", "shot:\udc80:1": "\ude00\ud83d", "plain": "\udbff" * 3}
+        if not self.round_trips_surrogates:
+            with pytest.raises((TypeError, ValueError, CacheBackendError)):
+                cache.set("\ud800", "v")
+            return
+        for key, value in items.items():
+            cache.set(key, value)
+            assert cache.get(key) == value
+        assert cache.get_many([*items, "\ud801"]) == items
+        cache.set_many({"many:\udfff": "\ud800x"})
+        assert cache.get("many:\udfff") == "\ud800x"
+        try:
+            keys = cache.keys()
+        except NotImplementedError:
+            return
+        assert sorted(keys) == sorted([*items, "many:\udfff"])
+        cache.clear("\udc80|\udfff$")
+        assert sorted(self._keys_or_skip(cache)) == ["plain", "\ud800"]
+        cache.remove("\ud800")
+        assert self._keys_or_skip(cache) == ["plain"]
 
     @pytest.mark.parametrize("key", NON_STR_KEYS, ids=lambda key: type(key).__name__)
     def test_non_str_key_raises_type_error(self, cache: Cache, key: Any) -> None:
