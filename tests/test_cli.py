@@ -60,9 +60,9 @@ def populated(shotgrid_server: ShotgridServer, tmp_path: Path) -> Dict[str, Any]
     }
 
 
-def _entity_count(stats: Dict[str, Any], entity_type: str) -> int:
+def _query_count(stats: Dict[str, Any], entity_type: str) -> int:
     (space,) = stats["namespaces"]
-    return int(space["records"].get("entity", {}).get(entity_type, 0))
+    return int(space["records"].get("query", {}).get(entity_type, 0))
 
 
 # ----------------------------------------------------------------------------------- stats
@@ -76,11 +76,9 @@ def test_stats_text_breaks_down_by_namespace_kind_and_type(
     assert f"Cache directory: {populated['path']}" in out
     assert re.search(r"^Entries: \d+$", out, re.M)
     assert re.search(r"^Size on disk: .* \(\d+ bytes\)$", out, re.M)
-    assert f"Namespace {populated['site']} | script=sgcache_tests (sgcl1)" in out
-    assert f"  entity Shot: {populated['shots']}\n" in out
-    assert f"  entity Task: {populated['tasks']}\n" in out
-    assert "  query Shot: 1\n" in out
-    assert "  query Task: 1\n" in out
+    assert f"Namespace {populated['site']} | script=sgcache_tests;tz=local;l10n=0 (sgcl2)" in out
+    assert f"  query Shot: 1 ({populated['shots']} rows)\n" in out
+    assert f"  query Task: 1 ({populated['tasks']} rows)\n" in out
     assert "generations:" in out
     assert populated["api_key"] not in out
 
@@ -97,12 +95,12 @@ def test_stats_json_matches_the_cache(populated: Dict[str, Any]) -> None:
     assert stats["bytes"] > 0
     (space,) = stats["namespaces"]
     assert space["site"] == populated["site"]
-    assert space["identity"] == "script=sgcache_tests"
+    assert space["identity"] == "script=sgcache_tests;tz=local;l10n=0"
     assert space["entries"] == stats["entries"]
-    assert space["records"]["entity"]["Shot"] == populated["shots"]
-    assert space["records"]["entity"]["Project"] == populated["projects"]
+    assert space["rows"]["Shot"] == populated["shots"]
+    assert space["rows"]["Project"] == populated["projects"]
     assert space["records"]["query"] == {"Project": 1, "Shot": 1, "Task": 1}
-    assert space["records"]["bookkeeping"] == {"epoch": 1}
+    assert space["records"]["bookkeeping"] == {"clock": 1, "epoch": 1}
     assert stats["other_entries"] == 0
 
 
@@ -110,7 +108,7 @@ def test_stats_counts_foreign_keys_and_old_epochs(populated: Dict[str, Any]) -> 
     cache = FileCache(populated["path"])
     try:
         cache.set("my-own-key", "value")
-        old = populated["namespace"].rsplit("|", 1)[0] + "|old-epoch|e|Shot|999999"
+        old = populated["namespace"].rsplit("|", 1)[0] + "|old-epoch|q|Shot|abc"
         cache.set(old, "{}")
         stats = cache_stats(cache)
     finally:
@@ -118,7 +116,8 @@ def test_stats_counts_foreign_keys_and_old_epochs(populated: Dict[str, Any]) -> 
     assert stats["other_entries"] == 1
     (space,) = stats["namespaces"]
     assert space["old_epoch_entries"] == 1
-    assert space["records"]["entity"]["Shot"] == populated["shots"] + 1
+    assert space["records"]["query"]["Shot"] == 2
+    assert space["rows"]["Shot"] == populated["shots"]  # the old epoch's rows do not count
 
 
 # ----------------------------------------------------------------------------------- clear
@@ -128,13 +127,13 @@ def test_clear_with_pattern_removes_only_matching_keys(
     populated: Dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = populated["path"]
-    assert main(["clear", "--cache-dir", path, "--pattern", r"\|e\|Shot\|"]) == 0
+    assert main(["clear", "--cache-dir", path, "--pattern", r"\|q\|Shot\|"]) == 0
     out = capsys.readouterr().out
-    assert f"Removed {populated['shots']} entries matching" in out
+    assert "Removed 1 entries matching" in out
     assert main(["stats", "--cache-dir", path, "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert _entity_count(stats, "Shot") == 0
-    assert _entity_count(stats, "Task") == populated["tasks"]
+    assert _query_count(stats, "Shot") == 0
+    assert _query_count(stats, "Task") == 1
 
 
 def test_clear_everything(populated: Dict[str, Any]) -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sgcache_layers import FileCache, SerialisedCache, Session
-from sgcache_layers.codec import TAG, CodecError, dumps, loads, pack_record, unpack_record
+from sgcache_layers import FileCache, SerialisedCache, Session, records
+from sgcache_layers.codec import TAG, CodecError, dumps, loads
 from sgcache_layers.entity import Entity
 
 
@@ -108,9 +108,21 @@ def test_session_encode_round_trips(value: Any) -> None:
 @given(field_dicts, st.floats(min_value=0, max_value=2e9))
 def test_records_round_trip(fields: dict[str, Any], stamp: float) -> None:
     session = Session(_NoServer())
-    record = {"v": 1, "k": "e", "t": stamp, "f": fields}
+    record = entity_record(fields, stamp)
     assert same(session.decode(session.encode(record)), record)
-    assert same(unpack_record(loads(dumps(pack_record(record)))), record)
+    assert same(records.decode(records.encode(record)), record)
+
+
+def entity_record(fields: dict[str, Any], stamp: float = 1.0) -> dict[str, Any]:
+    return {
+        "v": records.FORMAT_VERSION,
+        "k": "e",
+        "t": stamp,
+        "g": {"Shot#5": "0000000000000001.abcdef01"},
+        "T": "Shot",
+        "i": 5,
+        "f": fields,
+    }
 
 
 @pytest.mark.parametrize(
@@ -119,7 +131,10 @@ def test_records_round_trip(fields: dict[str, Any], stamp: float) -> None:
         {"dt": 0.04, "da": [1, 2], "f": "not a record"},
         {"v": 1, "k": "e", "t": "not a number", "f": {}, "dt": ["f"]},
         ["~sgcl-record", {"f": {}}, [], []],
-        ["~sgcl-list", 1],
+        ["~sgcl2", {"f": {}}],
+        ["~sgcl2x", {"v": 2}],
+        ["~sgclv", 1],
+        '["~sgcl2",{}]',
         [],
         {
             "v": 1,
@@ -214,7 +229,7 @@ def test_both_parsers_give_the_same_records(
         codec._fast_loads = None
     try:
         session = Session(_NoServer())
-        record = {"v": 1, "k": "e", "t": stamp, "f": fields}
+        record = entity_record(fields, stamp)
         assert same(session.decode(session.encode(record)), record)
     finally:
         codec._fast_loads = saved
@@ -226,7 +241,7 @@ def test_values_orjson_refuses_still_decode() -> None:
     if codec._fast_loads is None:
         pytest.skip("orjson is not installed")
     session = Session(_NoServer())
-    record = {"v": 1, "k": "e", "t": 1.0, "f": {"big": 2**80, "inf": float("inf"), "s": "\ud800"}}
+    record = entity_record({"big": 2**80, "inf": float("inf"), "s": "\ud800"})
     back = session.decode(session.encode(record))
     assert back["f"]["big"] == 2**80 and back["f"]["inf"] == float("inf")
     assert back["f"]["s"] == "\ud800"

@@ -89,7 +89,7 @@ def test_demo_keeps_a_given_cache_dir(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["stats", "--cache-dir", str(cache_dir), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     (space,) = stats["namespaces"]
-    assert space["records"]["entity"]["Shot"] > 0
+    assert space["rows"]["Shot"] > 0
     assert space["records"]["query"]["Task"] == 1
 
 

@@ -194,15 +194,16 @@ def test_bad_arguments_name_what_was_wrong(session: Session) -> None:
         session.find("Shot", [], ["code"], limit=-1)
 
 
-def test_cached_find_needs_every_field(session: Session, server: Any) -> None:
+def test_a_damaged_answer_record_is_a_miss(session: Session, server: Any) -> None:
     rows = session.find("Shot", [], ["code"])
     key_calls = server.count_requests("find")
-    # A record that lacks a field the answer needs is a miss, not a partial answer.
-    session.reset()
+    session.reset()  # the built answer is gone; the disk keeps the record
     disk = session.cache.caches[1]
-    victim = rows[0]
-    entity_key = f"{session.namespace}|e|Shot|{victim['id']}"
-    disk.set(entity_key, {"v": 1, "k": "e", "t": 0.0 + 1e12, "f": {"sg_status_list": "ip"}})
+    (key,) = [k for k in disk.keys() if "|q|Shot|" in k]
+    record = disk.get(key)
+    assert record["k"] == "q" and len(record["r"]) == len(rows)
+    # Rows of another type under this answer's key: not an answer, never an error.
+    disk.set(key, dict(record, r=[{"type": "Asset", "id": 1, "code": "wrong"}]))
     again = session.find("Shot", [], ["code"])
     assert [r["code"] for r in again] == [r["code"] for r in rows]
     assert server.count_requests("find") == key_calls + 1

@@ -355,6 +355,7 @@ def test_reset_close_and_context_manager(sg: Any, tmp_path: Path) -> None:
     path = tmp_path / "c"
     with Session(sg, cache=disk_cache_maker(path)) as session:
         shot = session.get("Shot", a_shot(sg)["id"])
+        session.find("Shot", [], ["code"])  # a built answer now lives in the memory layer
         memory = session.cache.caches[0]
         assert memory.keys()
         session.reset()

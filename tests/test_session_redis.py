@@ -25,6 +25,7 @@ def test_two_hosts_share_answers_and_generations(shotgrid_server: Any, redis_url
     first = Session(shotgrid_server.client(), cache=redis_maker(redis_url))
     second = Session(shotgrid_server.client(), cache=redis_maker(redis_url))
     shots = first.find("Shot", [], ["code"])
+    first.drain()  # records are written in the background; wait for them
     shotgrid_server.reset_requests()
     assert [s["code"] for s in second.find("Shot", [], ["code"])] == [s["code"] for s in shots]
     assert shotgrid_server.request_count == 0
@@ -53,6 +54,7 @@ def test_disk_then_redis_layers(shotgrid_server: Any, redis_url: str, tmp_path: 
     host_a = Session(shotgrid_server.client(), cache=cache_maker)
     shot_id = host_a.find("Shot", [], ["code"])[0]["id"]
     host_a.get("Shot", shot_id)
+    host_a.drain()  # records are written in the background; wait for them
     # Another host with an empty local disk finds it in Redis and fills its disk.
     other_disk = tmp_path / "other"
 

@@ -212,8 +212,17 @@ def _add_demo(subparsers: argparse._SubParsersAction[_Parser]) -> None:
 #: ``sgcl<version>|<site>|<identity>|<rest>``: every key a Session writes.
 _SESSION_KEY = re.compile(r"^(sgcl\d+)\|([^|]*)\|([^|]*)\|(.*)$", re.DOTALL)
 #: Record kinds of data keys (``<epoch>|<kind>|<type or method>|<id or digest>``).
-_DATA_KINDS = {"e": "entity", "q": "query", "v": "value", "s": "schema"}
-_KIND_ORDER = ("entity", "query", "value", "schema", "generation", "bookkeeping")
+_DATA_KINDS = {"e": "entity", "x": "retired", "q": "query", "v": "value", "s": "schema"}
+_BOOKKEEPING = {"epoch", "sync", "clock", "watch", "stats"}
+_KIND_ORDER = (
+    "query",
+    "entity",
+    "retired",
+    "value",
+    "schema",
+    "generation",
+    "bookkeeping",
+)
 
 
 class _CacheDirError(Exception):
@@ -273,23 +282,43 @@ def _human_bytes(count: int) -> str:
     return f"{count} bytes"  # pragma: no cover - the loop always returns
 
 
-def _current_epoch(cache: FileCache, namespace: str) -> Optional[str]:
-    """The namespace's epoch token as the session wrote it (JSON text), or None."""
+def _stored_value(cache: FileCache, key: str) -> Any:
+    """A value a Session stored as text (``None`` if absent or not readable)."""
     from .cache import CacheBackendError
+    from .codec import CodecError, loads
 
     try:
-        raw = cache.get(namespace + "|epoch")
+        raw = cache.get(key)
     except (KeyError, CacheBackendError):
         return None
     try:
-        value = json.loads(raw)
-    except (TypeError, ValueError):
+        value = loads(raw)
+    except CodecError:
         return None
-    return value if isinstance(value, str) else None
+    if isinstance(value, list) and len(value) == 2 and value[0] == "~sgclv":
+        return value[1]
+    return value
+
+
+def _rows_of(cache: FileCache, key: str) -> int:
+    """How many rows the ``find`` answer stored under *key* holds (0 if unreadable)."""
+    from .cache import CacheBackendError
+    from .records import decode, valid
+
+    try:
+        record = valid(decode(cache.get(key)), ("q",))
+    except (KeyError, CacheBackendError, ValueError):
+        return 0
+    return len(record["r"]) if record is not None else 0
 
 
 def cache_stats(cache: FileCache) -> Dict[str, Any]:
-    """Entries by namespace and by record kind and entity type, as a JSON-able dict."""
+    """Entries by namespace and by record kind and entity type, as a JSON-able dict.
+
+    Each namespace also counts the rows its current ``find`` answers hold, per type.
+    """
+    from urllib.parse import unquote
+
     keys = cache.keys()
     namespaces: Dict[str, Dict[str, Any]] = {}
     other = 0
@@ -302,25 +331,34 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
         base = f"{version}|{site}|{identity}"
         space = namespaces.get(base)
         if space is None:
+            epoch = _stored_value(cache, base + "|epoch")
             space = namespaces[base] = {
                 "format": version,
-                "site": site,
-                "identity": identity,
+                "site": unquote(site),
+                "identity": ";".join(
+                    part.split("=", 1)[0] + "=" + unquote(part.split("=", 1)[-1])
+                    for part in identity.split(";")
+                ),
                 "entries": 0,
                 "records": {},
+                "rows": {},
                 "old_epoch_entries": 0,
-                "_epoch": _current_epoch(cache, base),
+                "_epoch": epoch if isinstance(epoch, str) else None,
             }
         space["entries"] += 1
         parts = rest.split("|")
-        if rest in ("epoch", "sync"):
+        if rest in _BOOKKEEPING:
             kind, name = "bookkeeping", rest
-        elif parts[0] == "g" and len(parts) == 2:
-            kind, name = "generation", parts[1]
+        elif len(parts) == 3 and parts[1] == "g":
+            kind, name = "generation", parts[2]
+            if space["_epoch"] is not None and parts[0] != space["_epoch"]:
+                space["old_epoch_entries"] += 1
         elif len(parts) >= 4 and parts[1] in _DATA_KINDS:
             kind, name = _DATA_KINDS[parts[1]], parts[2]
             if space["_epoch"] is not None and parts[0] != space["_epoch"]:
                 space["old_epoch_entries"] += 1
+            elif kind == "query" and version == "sgcl2":
+                space["rows"][name] = space["rows"].get(name, 0) + _rows_of(cache, key)
         else:
             kind, name = "other", rest
         counts = space["records"].setdefault(kind, {})
@@ -332,6 +370,7 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
         records = space["records"]
         ordered = sorted(records, key=lambda k: (_KIND_ORDER + (k,)).index(k))
         space["records"] = {k: dict(sorted(records[k].items())) for k in ordered}
+        space["rows"] = dict(sorted(space["rows"].items()))
         spaces.append(space)
     return {
         "cache_dir": cache.path,
@@ -355,12 +394,14 @@ def _print_stats(stats: Dict[str, Any]) -> None:
         )
         for kind, counts in space["records"].items():
             if kind == "generation":
-                print(f"  generations: {sum(counts.values())} types")
+                print(f"  generations: {sum(counts.values())}")
             elif kind == "bookkeeping":
                 print(f"  bookkeeping: {', '.join(sorted(counts))}")
             else:
                 for name, count in counts.items():
-                    print(f"  {kind} {name}: {count}")
+                    rows = space["rows"].get(name) if kind == "query" else None
+                    extra = f" ({rows} rows)" if rows is not None else ""
+                    print(f"  {kind} {name}: {count}{extra}")
         if space["old_epoch_entries"]:
             print(f"  (of which {space['old_epoch_entries']} under an old epoch, unreachable)")
     if stats["other_entries"]:

@@ -1,10 +1,15 @@
-"""JSON encoding of ShotGrid data that round-trips exactly.
+"""Exact JSON for ShotGrid data: what goes in comes out, with the same types.
 
-ShotGrid answers hold datetimes (usually time-zone aware), dates, entity links
-and nested lists and dicts.  Plain JSON loses the first two, so they travel as
-small tagged objects: ``{"__sgcl__": "dt", "v": "2024-01-02T03:04:05+02:00"}``.
-The tags are only ever produced and read here; nothing read from a cache is
-ever executed or unpickled.
+ShotGrid answers hold datetimes (aware or naive), dates, entity links and nested lists and
+dicts; users memoise anything built from them.  Plain JSON would lose datetimes, dates,
+tuples, bytes, sets and dicts with non-``str`` keys, so those travel as small tagged objects
+(``{"__sgcl__": "dt", "v": "2024-01-02T03:04:05+02:00"}``).  A user dict key that starts with
+the tag is escaped, so user data can never be read as a tag.  Text is pure ASCII (lone
+surrogates and all), so any text store can keep it.  Nothing read is ever executed or
+unpickled: decoding only builds plain values.
+
+The fast record format of the session lives in :mod:`sgcache_layers.records`; this module
+is the exact, general path it falls back on.
 """
 
 from __future__ import annotations
@@ -12,72 +17,59 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import math
 from typing import Any, Callable, Optional, Union
 
 __all__ = [
     "TAG",
     "CodecError",
     "dumps",
-    "loads",
-    "make_decoder",
     "escape",
     "escape_key",
-    "frame_plain",
-    "pack_record",
-    "unpack_record",
+    "fast_dumps",
+    "fast_loads",
+    "loads",
+    "make_decoder",
 ]
 
 #: The key that marks a tagged value inside encoded JSON.
 TAG = "__sgcl__"
 
-# Optional accelerator (``pip install sgcache-layers[fast]``): orjson parses plain
-# records about three times faster.  Whatever it refuses (NaN, Infinity, integers
-# beyond 64 bits, lone surrogates) goes to the standard parser, so answers match.
+# Optional accelerator (``pip install sgcache-layers[fast]``).  The record format uses it
+# for the data it can express exactly; everything else takes the standard library's path.
 _fast_loads: Optional[Callable[[Union[str, bytes]], Any]]
+_fast_dumps: Optional[Callable[..., bytes]]
 try:
     import orjson
 
     _fast_loads = orjson.loads
-    _FAST_ERROR: type[Exception] = orjson.JSONDecodeError
+    _fast_dumps = orjson.dumps
+    FAST_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, orjson.JSONEncodeError)
 except ImportError:  # pragma: no cover - depends on the environment
     _fast_loads = None
-    _FAST_ERROR = ValueError
+    _fast_dumps = None
+    FAST_ERRORS = (ValueError,)
 
 _DATETIME = _dt.datetime
 _DATE = _dt.date
 
 
 class CodecError(ValueError):
-    """Raised when text cannot be decoded into ShotGrid data."""
+    """Text that cannot be decoded into ShotGrid data (or data that cannot be encoded)."""
 
 
-def _default(value: Any) -> Any:
-    """Turn values JSON cannot express into tagged objects."""
-    cls = type(value)
-    if cls is _DATETIME or isinstance(value, _DATETIME):
-        return {TAG: "dt", "v": value.isoformat()}
-    if cls is _DATE or isinstance(value, _DATE):
-        return {TAG: "date", "v": value.isoformat()}
-    if isinstance(value, (bytes, bytearray)):
-        return {TAG: "b64", "v": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {TAG: "set", "v": sorted(value, key=repr)}
-    raise TypeError(f"cannot encode a value of type {cls.__name__} as ShotGrid JSON")
+def fast_loads() -> Optional[Callable[[Union[str, bytes]], Any]]:
+    """The accelerated JSON parser, or ``None`` when it is not installed (or turned off)."""
+    return _fast_loads
 
 
-_ENCODER = json.JSONEncoder(
-    default=_default, separators=(",", ":"), ensure_ascii=False, check_circular=True
-)
-
-EntityHook = Callable[[dict[str, Any]], Any]
+def fast_dumps() -> Optional[Callable[..., bytes]]:
+    """The accelerated JSON writer, or ``None`` when it is not installed (or turned off)."""
+    return _fast_dumps if _fast_loads is not None else None
 
 
 def escape_key(key: str) -> str:
-    """A user dict key that starts with the tag gets a ``~`` so it is never read as a tag.
-
-    Decoding strips one ``~`` from such keys; keys are escaped rather than their
-    dicts wrapped because JSON objects are decoded innermost first.
-    """
+    """A user dict key that starts with the tag gets a ``~``, so it is never read as a tag."""
     return key + "~" if key.startswith(TAG) else key
 
 
@@ -85,24 +77,72 @@ def _unescape_keys(obj: dict[str, Any]) -> dict[str, Any]:
     return {(k[:-1] if k.startswith(TAG) and k.endswith("~") else k): v for k, v in obj.items()}
 
 
-def escape(value: Any) -> Any:
-    """A copy of *value* whose dict keys that start with the tag are escaped."""
+def escape(value: Any, special: Optional[Callable[[Any], Any]] = None) -> Any:
+    """A copy of *value* ready for plain JSON: tags for what JSON cannot say, keys escaped.
+
+    *special*, if given, is asked first about every value; anything but ``None`` it returns
+    is used as the (already escaped) encoding of that value.
+    """
+    if special is not None:
+        done = special(value)
+        if done is not None:
+            return done
+    cls = value.__class__
+    if cls is dict:
+        if all(k.__class__ is str for k in value):
+            return {escape_key(k): escape(v, special) for k, v in value.items()}
+        return {
+            TAG: "map",
+            "v": [[escape(k, special), escape(v, special)] for k, v in value.items()],
+        }
+    if cls is list:
+        return [escape(v, special) for v in value]
+    if cls is tuple:
+        return {TAG: "tuple", "v": [escape(v, special) for v in value]}
+    if cls is float and not math.isfinite(value):
+        return {TAG: "float", "v": repr(value)}
     if isinstance(value, dict):
-        return {escape_key(str(k)): escape(v) for k, v in value.items()}
+        return escape(dict(value), special)
     if isinstance(value, (list, tuple)):
-        return [escape(v) for v in value]
+        return escape(list(value) if isinstance(value, list) else tuple(value), special)
     return value
 
 
-def dumps(data: Any, *, escape: bool = False) -> str:
-    """Return *data* as compact JSON text.
+def _default(value: Any) -> Any:
+    """Tag the leaf values JSON cannot express."""
+    if isinstance(value, _DATETIME):
+        return {TAG: "dt", "v": value.isoformat()}
+    if isinstance(value, _DATE):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, (bytes, bytearray)):
+        return {TAG: "b64", "v": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, frozenset):
+        return {TAG: "frozenset", "v": [escape(v) for v in sorted(value, key=repr)]}
+    if isinstance(value, set):
+        return {TAG: "set", "v": [escape(v) for v in sorted(value, key=repr)]}
+    raise TypeError(f"cannot encode a value of type {type(value).__name__} as ShotGrid JSON")
 
-    *escape* walks the data first so that a user dict holding the tag key
-    survives the round trip; records built by the session never need it.
+
+_ENCODER = json.JSONEncoder(
+    default=_default, separators=(",", ":"), ensure_ascii=True, check_circular=True
+)
+
+EntityHook = Callable[[dict[str, Any]], Any]
+
+
+def dumps(data: Any, *, escape: bool = True) -> str:
+    """Return *data* as compact, pure-ASCII JSON text that :func:`loads` reads back exactly.
+
+    *escape* (the default) prepares the data first (tags for tuples, non-finite floats and
+    dicts with non-``str`` keys, escaped tag keys); pass ``False`` only for data known to
+    hold none of those.  Raises ``TypeError`` for a value it cannot express.
     """
     if escape:
         data = globals()["escape"](data)
-    return _ENCODER.encode(data)
+    try:
+        return _ENCODER.encode(data)
+    except ValueError as error:  # a circular reference
+        raise CodecError(f"cannot encode this data as ShotGrid JSON: {error}") from None
 
 
 def _make_hook(entity_hook: Optional[EntityHook]) -> Callable[[dict[str, Any]], Any]:
@@ -116,118 +156,51 @@ def _make_hook(entity_hook: Optional[EntityHook]) -> Callable[[dict[str, Any]], 
                     return _unescape_keys(obj)
             return obj
         tag = obj[TAG]
+        value = obj.get("v")
         if tag == "dt":
-            return fromiso_dt(obj["v"])
+            return fromiso_dt(value)  # type: ignore[arg-type]
         if tag == "date":
-            return fromiso_d(obj["v"])
+            return fromiso_d(value)  # type: ignore[arg-type]
         if tag == "entity" and entity_hook is not None:
             return entity_hook(obj)
+        if tag == "tuple":
+            return tuple(value)  # type: ignore[arg-type]
+        if tag == "map":
+            return {_hashable(k): v for k, v in value}  # type: ignore[union-attr]
+        if tag == "float":
+            return float(value)  # type: ignore[arg-type]
         if tag == "b64":
-            return base64.b64decode(obj["v"])
+            return base64.b64decode(value, validate=True)  # type: ignore[arg-type]
         if tag == "set":
-            return set(obj["v"])
+            return set(value)  # type: ignore[arg-type]
+        if tag == "frozenset":
+            return frozenset(value)  # type: ignore[arg-type]
         return obj
 
     return hook
 
 
-def make_decoder(
-    entity_hook: Optional[EntityHook] = None, fast: bool = False
-) -> Callable[[Union[str, bytes]], Any]:
-    """Return a ``decode(text)`` function (decoders built once, reused).
+def _hashable(key: Any) -> Any:
+    if isinstance(key, (list, dict, set)):
+        raise CodecError("a decoded mapping key is not hashable")
+    return key
 
-    With *fast*, text holding no tagged value is parsed by the C decoder alone,
-    skipping the per-object Python hook.
-    """
+
+def make_decoder(entity_hook: Optional[EntityHook] = None) -> Callable[[Union[str, bytes]], Any]:
+    """Return a ``decode(text)`` function for text written by :func:`dumps`."""
     hooked = json.JSONDecoder(object_hook=_make_hook(entity_hook)).decode
-    plain = json.JSONDecoder().decode
-    marker = f'"{TAG}'  # tags and escaped keys both start like this
 
-    def loads(text: Union[str, bytes]) -> Any:
+    def decode(text: Union[str, bytes]) -> Any:
         try:
             if not isinstance(text, str):
                 text = bytes(text).decode("utf-8")
-            if fast and marker not in text:
-                accelerated = _fast_loads
-                if accelerated is not None:
-                    try:
-                        return accelerated(text)
-                    except _FAST_ERROR:
-                        pass  # the standard parser decides (and reads NaN and big ints)
-                return plain(text)
             return hooked(text)
+        except CodecError:
+            raise
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise CodecError(f"cannot decode cached ShotGrid JSON: {error}") from None
 
-    return loads
-
-
-# Frames that tell a packed session record (and a user list that merely starts
-# like one) from any other value.  They avoid the tag so records stay on the fast path.
-_RECORD_FRAME = "~sgcl-record"
-_LIST_FRAME = "~sgcl-list"
-_FRAMES = (_RECORD_FRAME, _LIST_FRAME)
-
-
-def pack_record(record: dict[str, Any]) -> list[Any]:
-    """Frame a session record so it decodes without a per-object hook.
-
-    Top-level datetime and date values of its field dict ``"f"`` become ISO text
-    whose names travel in side lists: ``[frame, record, datetime_names, date_names]``.
-    Every container is escaped (see :func:`escape`) like any other data.
-    """
-    packed: dict[str, Any] = {}
-    for key, value in record.items():
-        if key != "f":
-            cls = value.__class__
-            packed[key] = escape(value) if cls is dict or cls is list or cls is tuple else value
-    datetimes: list[str] = []
-    dates: list[str] = []
-    fields = record.get("f")
-    if type(fields) is dict:
-        out: dict[str, Any] = {}
-        for name, value in fields.items():
-            cls = value.__class__
-            if cls is _DATETIME or (cls is not _DATE and isinstance(value, _DATETIME)):
-                datetimes.append(name)
-                value = value.isoformat()
-            elif cls is _DATE:
-                dates.append(name)
-                value = value.isoformat()
-            elif cls is dict or cls is list or cls is tuple:
-                value = escape(value)
-            out[escape_key(name)] = value
-        packed["f"] = out
-    elif "f" in record:
-        packed["f"] = escape(fields)
-    return [_RECORD_FRAME, packed, datetimes, dates]
-
-
-def frame_plain(data: Any) -> Any:
-    """Escape a value that would read as a frame (a list starting with a frame name)."""
-    if type(data) is list and data and data[0] in _FRAMES:
-        return [_LIST_FRAME, data]
-    return data
-
-
-def unpack_record(data: Any) -> Any:
-    """Undo :func:`pack_record` and :func:`frame_plain`; anything else is returned as is."""
-    if type(data) is not list or not data or data[0] not in _FRAMES:
-        return data
-    if data[0] == _LIST_FRAME and len(data) == 2:
-        return data[1]
-    if data[0] != _RECORD_FRAME or len(data) != 4 or type(data[1]) is not dict:
-        raise CodecError("a framed record has the wrong shape")
-    record: dict[str, Any] = data[1]
-    fields = record.get("f")
-    try:
-        for name in data[2]:
-            fields[name] = _DATETIME.fromisoformat(fields[name])  # type: ignore[index]
-        for name in data[3]:
-            fields[name] = _DATE.fromisoformat(fields[name])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError) as error:
-        raise CodecError(f"a packed record has a bad date or time: {error}") from None
-    return record
+    return decode
 
 
 _PLAIN_LOADS = make_decoder(None)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
 __all__ = [
     "DEFAULT_LATENCY",
@@ -366,7 +367,9 @@ def _empty_namespace(cache_dir: str, site: str) -> None:
     except (CacheBackendError, OSError) as exc:
         raise DemoSetupError(f"--cache-dir {cache_dir}: {exc}") from None
     try:
-        cache.clear(r"^sgcl\d+\|" + re.escape(site.lower().rstrip("/")) + r"\|")
+        url = site.lower().rstrip("/")
+        spelt = "|".join(re.escape(s) for s in (url, quote(url, safe="")))
+        cache.clear(r"^sgcl\d+\|(" + spelt + r")\|")
     except CacheBackendError as exc:
         raise DemoSetupError(f"--cache-dir {cache_dir}: {exc}") from None
     finally:

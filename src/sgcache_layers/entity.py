@@ -1,22 +1,22 @@
-"""The Entity: a ShotGrid entity dict that knows its session.
+"""The Entity: a ShotGrid entity dict that knows its owner.
 
-An :class:`Entity` is a real ``dict`` (``{"type": ..., "id": ..., fields}``) so it
-passes anywhere code written for ``shotgun_api3`` expects an entity.  A session
-keeps one instance per ``(type, id)``; new data is merged into it, links point
-at other instances, and reading a missing field with ``entity["field"]``
-fetches it when the session auto-populates.
+An :class:`Entity` is a real ``dict`` (``{"type": ..., "id": ..., fields}``) so it passes
+anywhere code written for ``shotgun_api3`` expects an entity.  Its owner (a
+:class:`~sgcache_layers.session.Session`) keeps one instance per ``(type, id)``, merges
+new data into it and links it to other instances.  Reading a missing field with
+``entity["field"]`` asks the owner for it (auto-populate); ``entity.get(...)`` never does.
+
+The entity talks to its owner only through :class:`EntityOwner`, a small protocol: any
+object with those members can own entities.
 """
 
 from __future__ import annotations
 
 import pprint as _pprint
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
-
-__all__ = ["NOT_SET", "Entity", "NotSetType"]
+__all__ = ["NOT_SET", "Entity", "EntityOwner", "NotSetType"]
 
 
 class NotSetType:
@@ -45,30 +45,77 @@ NOT_SET = NotSetType()
 EntityKey = tuple[str, int]
 
 
+class EntityOwner(Protocol):
+    """What an :class:`Entity` needs from the object that owns it.
+
+    ``populate_field`` is called by ``entity[name]`` for a field the entity lacks and
+    returns its value (or :data:`NOT_SET`); ``index_backrefs`` builds the backref index the
+    first time an entity's :attr:`Entity.backrefs` is read; the ``fetch*`` methods and
+    ``filter_exists`` are the owner's public bulk methods; ``parent_fields`` names the field
+    that points at each type's parent.
+    """
+
+    @property
+    def parent_fields(self) -> Mapping[str, Optional[str]]: ...
+
+    def populate_field(self, entity: Entity, name: str) -> Any: ...
+
+    def index_backrefs(self) -> None: ...
+
+    def fetch(
+        self, entities: Iterable[Entity], fields: Iterable[str], force: bool = False
+    ) -> Any: ...
+
+    def fetch_core(self, entities: Iterable[Entity]) -> Any: ...
+
+    def fetch_backrefs(self, entities: Iterable[Entity], entity_type: str, field: str) -> Any: ...
+
+    def fetch_heirarchy(self, entities: Iterable[Entity]) -> list[Entity]: ...
+
+    def filter_exists(
+        self, entities: Iterable[Entity], check: bool = True, force: bool = False
+    ) -> set[Entity]: ...
+
+
 class Entity(dict):  # type: ignore[type-arg]
-    """A ShotGrid entity: a ``dict`` of ``type``, ``id`` and fields, tied to a session."""
+    """A ShotGrid entity: a ``dict`` of ``type``, ``id`` and fields, tied to its owner.
 
-    __slots__ = ("session", "_backrefs", "_fetched_at", "_exists", "_key", "_hash", "__weakref__")
+    The private slots hold the owner's bookkeeping: ``_deps`` and ``_t`` (the generations
+    and time the entity's fields were confirmed against), ``_exists`` (``False`` once known
+    retired), ``_backrefs`` and ``_stored`` (the generations its own record was last
+    written with).
+    """
 
-    session: Session
+    __slots__ = (
+        "session",
+        "_key",
+        "_deps",
+        "_t",
+        "_exists",
+        "_backrefs",
+        "_stored",
+        "__weakref__",
+    )
 
-    def __init__(self, session: Session, type_: str, id_: int) -> None:
-        # Kept lean: a warm start builds thousands of these from cached records.
+    if TYPE_CHECKING:
+        session: EntityOwner
+
+    def __init__(self, session: EntityOwner, type_: str, id_: int) -> None:
         setitem = dict.__setitem__
         setitem(self, "type", type_)
         setitem(self, "id", id_)
-        key = self._key = (type_, id_)
-        self._hash = hash(key)
+        self._key = (type_, id_)
         self.session = session
-        self._backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
-        self._fetched_at = 0.0
+        self._deps: Optional[Mapping[str, str]] = None
+        self._t = 0.0
         self._exists: Optional[bool] = None
+        self._backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
+        self._stored: Optional[Mapping[str, str]] = None
 
     @property
     def backrefs(self) -> dict[tuple[str, str], set[Entity]]:
         """Entities that link to this one: ``{(their type, their field): {entity, ...}}``."""
-        if not self.session._backrefs_on:
-            self.session._enable_backrefs()
+        self.session.index_backrefs()
         refs = self._backrefs
         if refs is None:
             refs = self._backrefs = {}
@@ -93,10 +140,10 @@ class Entity(dict):  # type: ignore[type-arg]
     @property
     def minimal(self) -> dict[str, Any]:
         """A plain ``{"type", "id"}`` dict, as ShotGrid expects a link."""
-        return {"type": dict.__getitem__(self, "type"), "id": dict.__getitem__(self, "id")}
+        return {"type": self._key[0], "id": self._key[1]}
 
     def __hash__(self) -> int:  # type: ignore[override]
-        return self._hash
+        return hash(self._key)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Entity):
@@ -111,7 +158,7 @@ class Entity(dict):  # type: ignore[type-arg]
         try:
             return dict.__getitem__(self, field)
         except KeyError:
-            return self.session._populate(self, field)
+            return self.session.populate_field(self, field)
 
     def fetch(
         self,
@@ -154,7 +201,7 @@ class Entity(dict):  # type: ignore[type-arg]
         field = self.session.parent_fields.get(self.type)
         if field is None:
             return None
-        if fetch and field not in self:
+        if fetch and not dict.__contains__(self, field):
             self.session.fetch([self], [field])
         value = dict.get(self, field)
         if isinstance(value, list):
@@ -165,7 +212,7 @@ class Entity(dict):  # type: ignore[type-arg]
         """The project this entity belongs to (itself for a Project)."""
         if self.type == "Project":
             return self
-        if fetch and "project" not in self:
+        if fetch and not dict.__contains__(self, "project"):
             self.session.fetch([self], ["project"])
         value = dict.get(self, "project")
         if isinstance(value, Entity):
@@ -250,4 +297,6 @@ def _plain(value: Any, seen: set[EntityKey]) -> Any:
         return {k: _plain(v, seen) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v, seen) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v, seen) for v in value)
     return value

@@ -1,53 +1,45 @@
 """The Session: a caching, entity-aware stand-in for ``shotgun_api3.Shotgun``.
 
-A session keeps one :class:`~sgcache_layers.entity.Entity` per ``(type, id)``,
-merges every answer into those instances, and stores what it learns in
-``session.cache``: always a :class:`~sgcache_layers.cache.LayeredCache` whose
-first layer is a :class:`~sgcache_layers.cache.MemoryCache`, followed by the
-cache the caller gave (disk, Redis, anything subclassing ``Cache``).
+This module is the facade users call: it checks arguments, keeps the per-thread state
+(mode, auto-populate, bypass) and hands the work to the parts, each in its own module:
 
-What is stored (see the docs' "What is stored" page):
+* :mod:`~sgcache_layers.identity`: one :class:`~sgcache_layers.entity.Entity` per
+  ``(type, id)`` and the merge rules;
+* :mod:`~sgcache_layers.records`: what is stored under which key, and the record format;
+* :mod:`~sgcache_layers.freshness`: generations, the epoch, the authoritative layer, the
+  event log - and the one rule that says whether a cached answer may be used;
+* :mod:`~sgcache_layers.answers`: the read path through the layers;
+* :mod:`~sgcache_layers.fetching`: asking ShotGrid (one request for many waiting threads,
+  parallel pages, background writes);
+* :mod:`~sgcache_layers.upkeep`: what a write moves.
 
-* entity records: an entity's fields and the time they were fetched;
-* query records: the ``(type, id)`` list a ``find`` returned, the time, and the
-  *generation* of every entity type the answer depends on;
-* generations: one unique token per entity type, replaced whenever a write
-  through any session (or an event read by :meth:`Session.sync`) changes that
-  type.  They live in the shared layers, so every process sees them at once.
-
-Every key starts with a namespace made of the format version, the site and the
-permission identity (script name or user login, and ``sudo_as_login``); two
-identities never read each other's entries and no secret is ever in a key.
+``session.cache`` is always a :class:`~sgcache_layers.cache.LayeredCache` whose first layer
+is a :class:`~sgcache_layers.cache.MemoryCache`, followed by the cache the caller gave.
+A session is safe to use from many threads at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
+import datetime as _dt
 import logging
 import math
 import os
-import re
-import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from . import codec
-from .cache import (
-    Cache,
-    CacheBackendError,
-    LayeredCache,
-    MemoryCache,
-    ProxyCache,
-    SerialisedCache,
-)
+from . import codec, records
+from .answers import Answers, Policy
+from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
 from .entity import NOT_SET, Entity
-from .events import EVENT_FIELDS, SCHEMA_TYPE, Changes, changes_from_events, missing_ids
+from .events import SCHEMA_TYPE
+from .fetching import Requests, WriteBehind, find_rows, make_executor
+from .freshness import EventLog, Freshness, Layout
+from .identity import UNCONFIRMED, IdentityMap
 from .keys import KeyMaker, ObjectKeyMaker
 from .pool import ShotgunPool
 from .query import (
@@ -57,19 +49,17 @@ from .query import (
     normalise_filters,
     normalise_order,
 )
+from .records import FORMAT_VERSION, Keys, Namespace
+from .upkeep import Writes
 
 __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "SessionStats"]
 
 log = logging.getLogger("sgcache_layers.session")
 
-#: Version of the record format; part of every key and every record.
-FORMAT_VERSION = 1
-
 MODES = ("direct", "cached", "offline")
 
-_time = time.time
-
 CacheArg = Union[None, Cache, Callable[["Session"], Optional[Cache]]]
+Seconds = Union[int, float, _dt.timedelta]
 
 
 class OfflineError(RuntimeError):
@@ -80,14 +70,33 @@ class SessionConfigError(ValueError):
     """The session could not be configured (missing environment, bad argument)."""
 
 
+def _seconds(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
+    """Seconds from a number or a ``timedelta``, or a :class:`SessionConfigError`."""
+    if value is None and allow_none:
+        return None
+    total = getattr(value, "total_seconds", None)
+    if callable(total):
+        value = total()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise SessionConfigError(f"{name} must be seconds >= 0 (or a timedelta), not {value!r}")
+    return float(value)
+
+
+def _stale_limit(value: Any) -> Union[bool, float]:
+    if isinstance(value, bool):
+        return value
+    limit = _seconds(value, "stale_if_error")
+    assert limit is not None
+    return limit
+
+
 @dataclass
 class SessionStats:
     """Counters a session keeps: requests by method, cache hits and misses by layer.
 
-    ``hits`` and ``misses`` count look-ups in the cache layers: ``cache`` for entity
-    records, ``query`` for query and value records.  A :meth:`Session.get` answered
-    by a live entity that is still fresh is not counted: that path is kept as
-    cheap as a dict look-up.  :attr:`layers` breaks hits down by layer.
+    ``hits`` and ``misses`` count answers looked up in the cache: ``query`` for ``find``,
+    ``summarize`` and schema answers, ``cache`` for entities' own records.  A ``get``
+    answered by an entity already in memory is not counted.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
@@ -97,23 +106,24 @@ class SessionStats:
     syncs: int = 0
     flushes: int = 0
     cache: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
-    records: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
+    store: Optional[Callable[[], Optional[LayeredCache]]] = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def layers(self) -> list[dict[str, Any]]:
         """Hits, misses and errors of each layer of ``session.cache``.
 
-        Entity records, read from the layer after memory directly, count there.
+        Records read from the layers after memory directly count there.
         """
         if self.cache is None:
             return []
         rows: list[dict[str, Any]] = [dict(s) for s in self.cache.stats()]
-        if self.records is not None:
-            extra = self.records.stats()[0]
-            row = rows[1] if len(rows) > 1 else rows[0]
-            row["hits"] += extra["hits"]
-            row["misses"] += extra["misses"]
-            row["errors"] += extra["errors"]
+        store = self.store() if self.store is not None else None
+        if store is not None:
+            for row, extra in zip(rows[1:], store.stats()):
+                for name in ("hits", "misses", "errors"):
+                    row[name] += extra[name]  # type: ignore[literal-required,unused-ignore]
         return rows
 
     @property
@@ -134,59 +144,10 @@ class SessionStats:
         }
 
 
-class _Inflight:
-    """One uncached call being answered; other threads asking the same wait on it."""
-
-    __slots__ = ("event", "result", "error")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-
-
 class _ThreadState(threading.local):
     auto_populate: Optional[bool] = None
     mode: Optional[str] = None
-
-
-def _is_local(cache: Cache) -> bool:
-    """Whether a layer lives only in this process (a memory cache, maybe wrapped)."""
-    while isinstance(cache, ProxyCache):
-        cache = cache.proxied
-    return isinstance(cache, MemoryCache)
-
-
-def _flatten(cache: Cache) -> list[Cache]:
-    """The single layers of *cache*, shallowest first, each as a cache of its own.
-
-    Nested LayeredCaches are opened up, and so is a plain SerialisedCache around one
-    (``SerialisedCache(LayeredCache([disk, redis]), ...)`` gives one serialised view
-    per layer), so the session can read bookkeeping from the deepest layer alone.
-    """
-    if isinstance(cache, LayeredCache):
-        out: list[Cache] = []
-        for layer in cache.caches:
-            out.extend(_flatten(layer))
-        return out
-    if type(cache) is SerialisedCache:
-        inner = _flatten(cache.proxied)
-        if len(inner) > 1:
-            return [
-                SerialisedCache(layer, encode=cache.encode, decode=cache.decode) for layer in inner
-            ]
-    return [cache]
-
-
-def _is_unavailable(error: BaseException) -> bool:
-    """Whether an exception means ShotGrid could not answer (5xx, network)."""
-    errcode = getattr(error, "errcode", None)
-    if isinstance(errcode, int):
-        return errcode >= 500
-    if isinstance(error, (OSError, http.client.HTTPException, TimeoutError)):
-        return True
-    module = type(error).__module__ or ""
-    return "httplib2" in module
+    bypass: int = 0
 
 
 def _site_of(shotgun: Any) -> str:
@@ -194,73 +155,62 @@ def _site_of(shotgun: Any) -> str:
     config = getattr(shotgun, "config", None)
     scheme = getattr(config, "scheme", None)
     server = getattr(config, "server", None)
-    if scheme and server:
-        url = f"{scheme}://{server}"
-    else:
-        url = str(getattr(shotgun, "base_url", "") or "")
+    url = f"{scheme}://{server}" if scheme and server else str(getattr(shotgun, "base_url", ""))
     url = url.lower().rstrip("/")
-    return re.sub(r"//[^/@]*@", "//", url)
+    scheme_part, sep, rest = url.partition("://")
+    if sep:
+        url = scheme_part + sep + rest.rpartition("@")[2]
+    return url
 
 
-def _identity_of(shotgun: Any) -> Optional[str]:
-    """The permission identity of a client: script or user, plus sudo."""
+def _identity_of(shotgun: Any) -> Optional[tuple[tuple[str, str], ...]]:
+    """The permission identity of a client: script or user, plus sudo (never a secret)."""
     config = getattr(shotgun, "config", None)
     script = getattr(config, "script_name", None)
     login = getattr(config, "user_login", None)
     sudo = getattr(config, "sudo_as_login", None)
+    parts: list[tuple[str, str]]
     if script:
-        ident = f"script={script}"
+        parts = [("script", str(script))]
     elif login:
-        ident = f"user={login}"
+        parts = [("user", str(login))]
     elif "mockgun" in type(shotgun).__module__:
-        ident = "mockgun"  # Mockgun keeps no credentials; its data is local anyway.
+        parts = [("mockgun", "local")]  # Mockgun keeps no credentials; its data is local
     else:
         return None
     if sudo:
-        ident += f";sudo={sudo}"
-    return ident
+        parts.append(("sudo", str(sudo)))
+    return tuple(parts)
+
+
+def _options_of(shotgun: Any) -> tuple[tuple[str, str], ...]:
+    """Client options that change what answers look like."""
+    config = getattr(shotgun, "config", None)
+    utc = getattr(config, "convert_datetimes_to_utc", True)
+    localized = getattr(config, "localized", False)
+    return (("tz", "local" if utc else "utc"), ("l10n", "1" if localized else "0"))
+
+
+def _client_zone(shotgun: Any) -> Optional[_dt.tzinfo]:
+    """The zone the client gives aware datetimes in (``None``: leave them as stored)."""
+    config = getattr(shotgun, "config", None)
+    if config is None or not getattr(config, "convert_datetimes_to_utc", False):
+        return None
+    try:
+        from shotgun_api3.shotgun import SG_TIMEZONE
+    except ImportError:  # pragma: no cover - a core dependency
+        return None
+    zone: Optional[_dt.tzinfo] = getattr(SG_TIMEZONE, "local", None)
+    return zone
 
 
 def _copy_value(value: Any) -> Any:
-    """A copy of a field value deep enough that callers cannot alter a cached record."""
+    """A copy deep enough that callers cannot alter a cached answer."""
     if isinstance(value, list):
         return [_copy_value(v) for v in value]
     if isinstance(value, dict):
         return {k: _copy_value(v) for k, v in value.items()}
     return value
-
-
-def _is_link(value: Any) -> bool:
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("type"), str)
-        and isinstance(value.get("id"), int)
-    )
-
-
-def _link_types(data: Any) -> set[str]:
-    """Entity types linked anywhere inside *data* (a field dict or value)."""
-    found: set[str] = set()
-    if isinstance(data, Entity) or _is_link(data):
-        found.add(data["type"] if not isinstance(data, Entity) else data.type)
-        return found
-    if isinstance(data, Mapping):
-        for value in data.values():
-            found |= _link_types(value)
-    elif isinstance(data, (list, tuple)):
-        for value in data:
-            found |= _link_types(value)
-    return found
-
-
-_MISSING: Any = object()
-# Gaps wider than this are not tracked id by id (the flush already covers them).
-_MAX_HOLES = 1000
-_CONTAINERS_AND_ENTITY = (dict, list, tuple, Entity)
-
-
-def _new_token() -> str:
-    return f"{time.time_ns():x}-{secrets.token_hex(4)}"
 
 
 class Session:
@@ -301,12 +251,12 @@ class Session:
         auto_populate: bool = True,
         *,
         mode: str = "cached",
-        max_age: float = 600.0,
-        schema_max_age: float = 3600.0,
-        stale_if_error: bool = True,
-        sync_interval: Optional[float] = None,
+        max_age: Seconds = 600.0,
+        schema_max_age: Seconds = 3600.0,
+        stale_if_error: Union[bool, Seconds] = True,
+        sync_interval: Optional[Seconds] = None,
         sync_limit: int = 5000,
-        event_backlog: float = 300.0,
+        event_backlog: Seconds = 300.0,
         site: Optional[str] = None,
         identity: Optional[str] = None,
     ) -> None:
@@ -314,18 +264,18 @@ class Session:
             shotgun = self._shotgun_from_environment()
         if mode not in MODES:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        for name, value in (("max_age", max_age), ("schema_max_age", schema_max_age)):
-            if not isinstance(value, (int, float)) or value < 0:
-                raise SessionConfigError(f"{name} must be a number of seconds >= 0, not {value!r}")
-        if sync_interval is not None and (
-            not isinstance(sync_interval, (int, float)) or sync_interval < 0
-        ):
-            raise SessionConfigError(
-                f"sync_interval must be seconds >= 0 or None, not {sync_interval!r}"
-            )
+        self._max_age = _seconds(max_age, "max_age") or 0.0
+        self.schema_max_age = _seconds(schema_max_age, "schema_max_age") or 0.0
+        self.stale_if_error = _stale_limit(stale_if_error)
+        self._sync_interval = _seconds(sync_interval, "sync_interval", allow_none=True)
+        if not isinstance(sync_limit, int) or sync_limit < 1:
+            raise SessionConfigError(f"sync_limit must be an int >= 1, not {sync_limit!r}")
+        self.sync_limit = sync_limit
+        #: Seconds to keep asking for event ids that were missing (late commits).
+        self.event_backlog = _seconds(event_backlog, "event_backlog") or 0.0
 
-        # A real client is wrapped in a pool so the session is thread-safe; any
-        # other object (a Mockgun, a test double) is used as it is.
+        # A real client is wrapped in a pool so the session is thread-safe; any other
+        # object (a Mockgun, a test double) is used as it is.
         self.shotgun: Any = shotgun
         try:
             from shotgun_api3.shotgun import Shotgun as _Shotgun
@@ -334,51 +284,60 @@ class Session:
                 self.shotgun = ShotgunPool(shotgun)
         except ImportError:  # pragma: no cover - shotgun_api3 is a core dependency
             pass
-
-        self.site = (site or _site_of(shotgun)).lower().rstrip("/")
-        ident = identity or _identity_of(shotgun)
-        if not ident:
+        parts = ((("identity", identity),) if identity else None) or _identity_of(shotgun)
+        if not parts:
             raise SessionConfigError(
                 "cannot tell the permission identity of this client (no script name or "
                 "user login); pass identity='...' so cached data stays in its own namespace"
             )
-        self.identity = ident
+        self.site = (site or _site_of(shotgun)).lower().rstrip("/")
+        self.identity = ";".join(f"{k}={v}" for k, v in parts)
         self.cache_key_maker: KeyMaker = cache_key_maker or ObjectKeyMaker()
-        self._max_age = float(max_age)
-        # [max_age, or -inf while the fast path is off], read by the closure behind get().
-        self._fast_state: list[float] = [-math.inf]
-        self.schema_max_age = float(schema_max_age)
-        self.stale_if_error = stale_if_error
-        self._sync_interval = sync_interval
-        self.sync_limit = sync_limit
-        #: Seconds to keep asking for event ids that were missing (late commits).
-        self.event_backlog = float(event_backlog)
         self.stats = SessionStats()
-
         self._default_auto_populate = bool(auto_populate)
         self._default_mode = mode
         self._state = _ThreadState()
-        self._lock = threading.RLock()
-        self._entities: dict[tuple[str, int], Entity] = {}
-        self._backrefs_on = False  # see _enable_backrefs
-        # The same entities indexed by type then id, for the hot path of get().
-        self._by_type: dict[str, dict[int, Entity]] = {}
-        self._inflight: dict[str, _Inflight] = {}
-        self._inflight_lock = threading.Lock()
-        self._seen_gens: dict[str, str] = {}
-        self._next_sync = math.inf if sync_interval is None else 0.0
         self._closed = False
-        self._decoder = codec.make_decoder(self._decode_entity, fast=True)
-        self._mode_overrides = 0
-        self._update_fast()
-        self.get = self._make_fast_get()  # type: ignore[method-assign]
+        self._next_sync = math.inf if self._sync_interval is None else 0.0
+        self._tz = _client_zone(shotgun)
+        self._value_decode = codec.make_decoder(self._decode_entity)
 
-        self._base = f"sgcl{FORMAT_VERSION}|{self.site}|{self.identity}"
-        self._epoch_key = self._base + "|epoch"
-        self._sync_key = self._base + "|sync"
+        self.cache = LayeredCache([MemoryCache()] + self._extra_layers(cache))
+        self._keys = Keys(Namespace(self.site, parts, _options_of(shotgun)).base)
+        self._layout = Layout(self.cache)
+        self._identity = IdentityMap(self, self._still_current)
+        self._freshness = Freshness(self._keys, self._layout, on_epoch=self._on_epoch)
+        self._requests = Requests(self.shotgun, self.stats.requests)
+        self._pages = make_executor()
+        self._writer = WriteBehind()
+        self._answers = Answers(
+            keys=self._keys,
+            layout=self._layout,
+            freshness=self._freshness,
+            identity=self._identity,
+            requests=self._requests,
+            writer=self._writer,
+            stats=self.stats,
+        )
+        self._writes = Writes(
+            freshness=self._freshness,
+            identity=self._identity,
+            answers=self._answers,
+            request=self._requests,
+            outbound=self._outbound,
+        )
+        self._events = EventLog(
+            self._freshness,
+            self._requests,
+            limit=sync_limit,
+            backlog=self.event_backlog,
+            on_flush=self._flushed,
+        )
+        self.stats.cache = self.cache
+        self.stats.store = lambda: self._layout.store
 
-        memory = MemoryCache()
-        layers: list[Cache] = [memory]
+    # ------------------------------------------------------------------ set-up
+    def _extra_layers(self, cache: CacheArg) -> list[Cache]:
         extra: Any = cache
         if callable(cache) and not isinstance(cache, Cache):
             try:
@@ -387,31 +346,14 @@ class Session:
                 # A broken persistent layer must not stop the tool: run on memory alone.
                 log.warning("the session's cache could not be opened; using memory only: %s", error)
                 extra = None
-        if extra is not None:
-            if not isinstance(extra, Cache):
-                raise SessionConfigError(
-                    f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
-                )
-            layers.append(extra)
-        self.cache = LayeredCache(layers)
-        # Entity records go straight to the layers below memory: while the process
-        # runs, the identity map already holds them, so a copy in the memory layer
-        # would only cost time and memory.  Query and value records use every layer.
-        self._records: LayeredCache = LayeredCache([extra if extra is not None else memory])
-        self.stats.cache = self.cache
-        self.stats.records = self._records
-        flat = _flatten(self.cache)
-        self._local_layers = [layer for layer in flat if _is_local(layer)]
-        shared = [layer for layer in flat if not _is_local(layer)]
-        # Bookkeeping (generations, epoch, event position) is read from the deepest
-        # layer that answers: a host-local disk can lag behind a farm-wide Redis.
-        self._authorities: list[Cache] = list(reversed(shared)) or [memory]
-        self._shared: Cache = LayeredCache(shared) if shared else memory
-        self._epoch = ""
-        self._ns = ""
-        self._load_epoch()
+        if extra is None:
+            return []
+        if not isinstance(extra, Cache):
+            raise SessionConfigError(
+                f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
+            )
+        return [extra]
 
-    # ------------------------------------------------------------------ set-up
     @staticmethod
     def _shotgun_from_environment() -> Any:
         names = ("SG_URL", "SG_SCRIPT", "SG_API_KEY")
@@ -463,7 +405,6 @@ class Session:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
         self._default_mode = value
         self._state.mode = None
-        self._update_fast()
 
     @contextlib.contextmanager
     def using_mode(self, mode: str) -> Iterator[None]:
@@ -472,25 +413,19 @@ class Session:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         previous = self._state.mode
         self._state.mode = mode
-        with self._lock:
-            self._mode_overrides += 1
-            self._update_fast()
         try:
             yield
         finally:
             self._state.mode = previous
-            with self._lock:
-                self._mode_overrides -= 1
-                self._update_fast()
 
-    def _update_fast(self) -> None:
-        """Whether :meth:`get` may answer from live entities without looking at modes."""
-        fast = (
-            self._default_mode == "cached"
-            and self._mode_overrides == 0
-            and self.sync_interval is None
-        )
-        self._fast_state[0] = self._max_age if fast else -math.inf
+    @contextlib.contextmanager
+    def bypass(self) -> Iterator[None]:
+        """Within the block (and this thread), neither read nor write the cache."""
+        self._state.bypass += 1
+        try:
+            yield
+        finally:
+            self._state.bypass -= 1
 
     @property
     def max_age(self) -> float:
@@ -498,11 +433,8 @@ class Session:
         return self._max_age
 
     @max_age.setter
-    def max_age(self, value: float) -> None:
-        if not isinstance(value, (int, float)) or value < 0:
-            raise SessionConfigError(f"max_age must be a number of seconds >= 0, not {value!r}")
-        self._max_age = float(value)
-        self._update_fast()
+    def max_age(self, value: Seconds) -> None:
+        self._max_age = _seconds(value, "max_age") or 0.0
 
     @property
     def sync_interval(self) -> Optional[float]:
@@ -510,552 +442,92 @@ class Session:
         return self._sync_interval
 
     @sync_interval.setter
-    def sync_interval(self, value: Optional[float]) -> None:
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise SessionConfigError(f"sync_interval must be seconds >= 0 or None, not {value!r}")
-        self._sync_interval = value
-        self._next_sync = math.inf if value is None else 0.0
-        self._update_fast()
+    def sync_interval(self, value: Optional[Seconds]) -> None:
+        self._sync_interval = _seconds(value, "sync_interval", allow_none=True)
+        self._next_sync = math.inf if self._sync_interval is None else 0.0
 
-    def _make_fast_get(self) -> Callable[..., Any]:
-        """Build ``get``: live, fresh entities answer with no attribute look-ups at all.
-
-        This is the hottest call of a pipeline tool, so the common case runs in a
-        closure over the identity map instead of through the session's attributes.
-        """
-        by_type = self._by_type
-        state = self._fast_state
-        slow = self._get
-        one = self._get_one_cached
-        server = self._entities_from_server
-        clock = _time
-
-        def get(entity_type: str, id_or_ids: Union[int, Sequence[int]], fetch: bool = True) -> Any:
-            try:
-                entity = by_type[entity_type][id_or_ids]  # type: ignore[index]
-            except (KeyError, TypeError):  # unknown, or a list of ids
-                pass
-            else:
-                # state[0] is max_age in plain cached mode with no automatic sync,
-                # and -inf otherwise: then nothing is fresh here and the full path runs.
-                if entity._fetched_at > clock() - state[0]:
-                    return entity
-            if id_or_ids.__class__ is int and fetch and state[0] != -math.inf:
-                # Cached mode, one id, no sync due: straight to the cache layers.
-                hit, found = one(entity_type, id_or_ids)
-                if hit:
-                    return found
-                return server(entity_type, [id_or_ids]).get(id_or_ids)
-            return slow(entity_type, id_or_ids, fetch)
-
-        get.__doc__ = Session.get.__doc__
-        return get
+    def _policy(self, max_age: Optional[Seconds] = None) -> Policy:
+        """How the current call may use the cache."""
+        if self._next_sync <= time.time():
+            self._maybe_sync()
+        age = self._max_age if max_age is None else _seconds(max_age, "max_age")
+        assert age is not None
+        return Policy(self.mode, age, self.stale_if_error, self._state.bypass > 0)
 
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
         """Return *data* as JSON text; entities become references with their fields."""
-        if type(data) is dict and self._record(data) is not None:
-            return codec.dumps(codec.pack_record(data))
-        return codec.dumps(codec.frame_plain(self._encodable(data, top=True)))
+        if records.is_record(data):
+            return records.encode(data)
+        body = codec.escape(data, self._entity_ref)
+        return '["~sgclv",' + codec.dumps(body, escape=False) + "]"
 
     def decode(self, text: Union[str, bytes]) -> Any:
         """Decode text written by :meth:`encode`; entities are merged into this session."""
-        return codec.unpack_record(self._decoder(text))
+        if records.is_text_record(text):
+            return records.decode(text, self._tz)
+        value = self._value_decode(text)
+        if value.__class__ is not list or len(value) != 2 or value[0] != "~sgclv":
+            raise codec.CodecError("not a value written by Session.encode")
+        return value[1]
 
-    def _encodable(self, data: Any, top: bool) -> Any:
-        if isinstance(data, Entity):
-            ref: dict[str, Any] = {codec.TAG: "entity", "type": data.type, "id": data.id}
-            if top:
-                ref["fields"] = {
-                    codec.escape_key(name): self._encodable(value, top=False)
-                    for name, value in dict.items(data)
-                    if name not in ("type", "id")
-                }
-            else:
-                name = dict.get(data, "name")
-                if name is not None:
-                    ref["fields"] = {"name": name}
-            return ref
-        if isinstance(data, Mapping):
-            return {codec.escape_key(str(k)): self._encodable(v, top) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [self._encodable(v, top) for v in data]
-        return data
+    def _entity_ref(self, data: Any, top: bool = True) -> Any:
+        """The tagged reference an entity is encoded as (``None`` for anything else)."""
+        if not isinstance(data, Entity):
+            return None
+        ref: dict[str, Any] = {codec.TAG: "entity", "type": data.type, "id": data.id}
+        if top:
+            inner = lambda value: self._entity_ref(value, top=False)  # noqa: E731
+            ref["fields"] = {
+                codec.escape_key(name): codec.escape(value, inner)
+                for name, value in dict.items(data)
+                if name not in ("type", "id")
+            }
+        else:
+            name = dict.get(data, "name")
+            if name is not None:
+                ref["fields"] = {"name": codec.escape(name)}
+        return ref
 
     def _decode_entity(self, obj: dict[str, Any]) -> Any:
         etype, eid = obj.get("type"), obj.get("id")
         if not isinstance(etype, str) or not isinstance(eid, int):
             return obj
-        entity = self._entity(etype, eid)
+        entity = self._identity.entity(etype, eid)
         fields = obj.get("fields")
         if isinstance(fields, dict):
-            with self._lock:
-                self._merge_fields(entity, fields, over=None)
+            self._identity.merge_fields(entity, fields, over=None)
         return entity
 
-    # ------------------------------------------------------------------ keys
-    def _load_epoch(self) -> None:
-        """Read (or start) the namespace epoch that every data key carries."""
-        epoch = self._shared_get(self._epoch_key)
-        if not isinstance(epoch, str):
-            epoch = _new_token()
-            self._safe_set(self._epoch_key, epoch)
-        self._switch_epoch(epoch)
-
-    def _switch_epoch(self, epoch: str) -> None:
-        with self._lock:
-            changed = bool(self._epoch) and epoch != self._epoch
-            self._epoch = epoch
-            self._ns = f"{self._base}|{epoch}"
-            if changed:
-                for layer in self._local_layers:
-                    self._try(layer.clear)
-                for entity in self._entities.values():
-                    entity._fetched_at = 0.0
-                self._seen_gens.clear()
-
+    # ---------------------------------------------------------- freshness glue
     @property
     def namespace(self) -> str:
         """The prefix of every data key this session writes right now."""
-        return self._ns
+        return f"{self._keys.base}|{self._freshness.epoch}"
 
-    def _entity_key(self, entity_type: str, entity_id: int) -> str:
-        return f"{self._ns}|e|{entity_type}|{entity_id}"
+    def _still_current(self, deps: Mapping[str, str]) -> bool:
+        return self._answers.still_current(deps)
 
-    def _gen_key(self, entity_type: str) -> str:
-        return f"{self._base}|g|{entity_type}"
+    def _on_epoch(self, epoch: str) -> None:
+        """Another process flushed: what this process built belongs to the old epoch."""
+        memory = self._layout.memory
+        if memory is not None:
+            with contextlib.suppress(Exception):
+                memory.clear()
+        self._identity.invalidate()
 
-    def _call_key(self, kind: str, entity_type: str, call: Any) -> str:
-        text = self.cache_key_maker.key(call)
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-        return f"{self._ns}|{kind}|{entity_type}|{digest}"
-
-    # ---------------------------------------------------------- cache helpers
-    def _try(self, func: Callable[..., Any], *args: Any) -> Any:
-        """Run a cache operation; a failure is a warning, never the caller's crash."""
-        try:
-            return func(*args)
-        except KeyError:
-            return None
-        except NotImplementedError:
-            return None
-        except Exception as error:  # a broken layer must not break the tool
-            log.warning("cache operation %s failed: %s", getattr(func, "__name__", func), error)
-            return None
-
-    def _shared_get_many(self, keys: list[str]) -> dict[str, Any]:
-        """Read *keys* from the deepest shared layer that works (its misses are misses)."""
-        for layer in self._authorities:
-            try:
-                return layer.get_many(keys)
-            except Exception as error:  # a broken layer: ask the next one up
-                log.warning(
-                    "cache layer %s failed, trying the next: %s", type(layer).__name__, error
-                )
-        return {}
-
-    def _shared_get(self, key: str) -> Any:
-        return self._shared_get_many([key]).get(key)
-
-    def _safe_set(self, key: str, value: Any) -> None:
-        self._try(self.cache.set, key, value)
-
-    def _discard(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            self._try(self.cache.remove, key)
-
-    @staticmethod
-    def _record(value: Any, kind: Optional[str] = None) -> Optional[dict[str, Any]]:
-        """*value* if it is a well-formed record of this format (and *kind*), else ``None``.
-
-        Anything else (another format version, a damaged or foreign value) is a
-        miss: the caller asks ShotGrid instead of failing.
-        """
-        if type(value) is not dict or value.get("v") != FORMAT_VERSION:
-            return None
-        found = value.get("k")
-        if kind is not None and found != kind:
-            return None
-        stamp = value.get("t")
-        if stamp.__class__ is not float and stamp.__class__ is not int:
-            return None
-        if found == "e":
-            ok = type(value.get("f")) is dict
-        elif found == "x":
-            ok = True
-        elif found == "q":
-            refs = value.get("r")
-            ok = (
-                type(refs) is list
-                and type(value.get("g")) is dict
-                and all(
-                    type(r) is list and len(r) == 2 and type(r[0]) is str and type(r[1]) is int
-                    for r in refs
-                )
-            )
-        elif found == "v":
-            ok = type(value.get("g")) is dict and "d" in value
-        else:
-            ok = False
-        return value if ok else None
-
-    # ------------------------------------------------------------ generations
-    def _current_gens(self, types: Iterable[str]) -> dict[str, str]:
-        """Read the epoch and the generations of *types* from the shared layers."""
-        types = list(types)
-        keys = [self._epoch_key] + [self._gen_key(t) for t in types]
-        found = self._shared_get_many(keys)
-        epoch = found.get(self._epoch_key)
-        if isinstance(epoch, str) and epoch != self._epoch:
-            self._switch_epoch(epoch)
-        gens: dict[str, str] = {}
-        missing: dict[str, str] = {}
-        for entity_type in types:
-            token = found.get(self._gen_key(entity_type))
-            if not isinstance(token, str):
-                # An unknown generation starts afresh: never trust a record against it.
-                token = _new_token()
-                missing[self._gen_key(entity_type)] = token
-            gens[entity_type] = token
-        if missing:
-            self._try(self.cache.set_many, missing)
-        moved = [t for t, g in gens.items() if self._seen_gens.get(t, g) != g]
-        if moved:
-            self._forget_types_locally(moved)
-        self._seen_gens.update(gens)
-        return gens
-
-    def _bump(self, types: Iterable[str]) -> None:
-        """Move the generation of every type in *types*: dependent answers go stale."""
-        tokens = {t: _new_token() for t in set(types)}
-        if not tokens:
-            return
-        self._try(self.cache.set_many, {self._gen_key(t): g for t, g in tokens.items()})
-        self._seen_gens.update(tokens)
-
-    def _forget_types_locally(self, types: Iterable[str]) -> None:
-        """Another process changed these types: distrust the live entities of them.
-
-        Their next :meth:`get` reads a record again, and :meth:`_confirmed` checks it
-        against the deepest layer because its generation stamp is now old.
-        """
-        types = set(types)
-        with self._lock:
-            for entity in self._entities.values():
-                if entity.type in types:
-                    entity._fetched_at = 0.0
-
-    # ------------------------------------------------------------ identity map
-    def _entity(self, entity_type: str, entity_id: int) -> Entity:
-        by_id = self._by_type.get(entity_type)
-        if by_id is not None:
-            entity = by_id.get(entity_id)
-            if entity is not None:
-                return entity
-        else:
-            by_id = self._by_type.setdefault(entity_type, {})
-        # setdefault is atomic: two threads racing here still share one instance.
-        entity = self._entities.setdefault(
-            (entity_type, entity_id), Entity(self, entity_type, entity_id)
-        )
-        by_id.setdefault(entity_id, entity)
-        return entity
-
-    def _link(self, value: Mapping[str, Any], over: Optional[bool]) -> Entity:
-        """Turn a link dict into the session's Entity, keeping what the link carries."""
-        if value.__class__ is Entity and value.session is self:
-            return value
-        entity_type, entity_id = value["type"], value["id"]
-        by_id = self._by_type.get(entity_type)
-        entity = by_id.get(entity_id) if by_id is not None else None
-        if entity is None:
-            entity = self._entity(entity_type, entity_id)
-        if len(value) == 3 and "name" in value:
-            # The common link {type, id, name}: the display name is always current.
-            name = value["name"]
-            if dict.get(entity, "name", _MISSING) != name:
-                dict.__setitem__(entity, "name", name)
-            return entity
-        for key, extra in value.items():
-            if key == "type" or key == "id":
-                continue
-            # A link's display name is always current; other extras only fill gaps.
-            if key == "name" or not dict.__contains__(entity, key):
-                dict.__setitem__(entity, key, self._convert(extra, over))
-        return entity
-
-    def _convert(self, value: Any, over: Optional[bool]) -> Any:
-        """A copy of a raw value with links turned into entities (never shares containers)."""
-        cls = value.__class__
-        if cls is dict or cls is Entity:
-            if "id" in value and "type" in value and (cls is Entity or _is_link(value)):
-                return self._link(value, over)
-            return {k: self._convert(v, over) for k, v in value.items()}
-        if cls is list or cls is tuple:
-            return [self._convert(v, over) for v in value]
-        return value
-
-    def _merge_fields(
-        self,
-        entity: Entity,
-        fields: Mapping[str, Any],
-        over: Optional[bool],
-        catch_up: bool = True,
-    ) -> None:
-        """Merge raw field values into *entity*; the caller holds the lock.
-
-        With *catch_up*, a link that arrives now also receives the deep values
-        (``"entity.Shot.code"``) the entity already held from earlier answers.
-        """
-        if over is None:
-            over = True
-            new_time = fields.get("updated_at")
-            if new_time is not None:
-                old_time = dict.get(entity, "updated_at")
-                if old_time is not None:
-                    try:
-                        over = not new_time < old_time
-                    except TypeError:  # naive against aware: cannot tell, take the new
-                        pass
-        contains = dict.__contains__
-        setitem = dict.__setitem__
-        by_type = self._by_type
-        deep: Optional[list[tuple[str, Any]]] = None
-        linked_heads: Optional[set[str]] = None
-        for name, value in fields.items():
-            if name == "type" or name == "id":
-                continue
-            if not over and contains(entity, name):
-                continue
-            cls = value.__class__
-            if cls is dict:
-                link_id = value.get("id")
-                link_type = value.get("type")
-                if link_id.__class__ is int and link_type.__class__ is str:
-                    by_id = by_type.get(link_type)
-                    linked = by_id.get(link_id) if by_id is not None else None
-                    if linked is not None and len(value) == 3 and "name" in value:
-                        # The usual link {type, id, name} to a known entity, inline.
-                        if dict.get(linked, "name", _MISSING) != value["name"]:
-                            setitem(linked, "name", value["name"])
-                        value = linked
-                    else:
-                        value = self._link(value, over)
-                else:
-                    value = self._convert(value, over)
-                cls = value.__class__
-            elif cls is list or cls is tuple or cls is Entity:
-                value = self._convert(value, over)
-                cls = value.__class__
-            setitem(entity, name, value)
-            if "." in name:
-                if deep is None:
-                    deep = []
-                deep.append((name, value))
-            elif cls is Entity:
-                if self._backrefs_on:
-                    self._add_backrefs(entity, name, value)
-                if catch_up:
-                    if linked_heads is None:
-                        linked_heads = set()
-                    linked_heads.add(name)
-            elif cls is list and self._backrefs_on:
-                self._add_backrefs(entity, name, value)
-        if linked_heads is not None:
-            # A newly known link also receives deep values held from earlier answers.
-            merged = {name for name, _ in deep} if deep else set()
-            for name in list(dict.keys(entity)):
-                if "." in name and name not in merged and name.split(".", 1)[0] in linked_heads:
-                    if deep is None:
-                        deep = []
-                    deep.append((name, dict.__getitem__(entity, name)))
-        if deep:
-            for name, value in deep:
-                # "entity.Shot.code" is also merged into the linked Shot as "code".
-                head, link_type, rest = (name.split(".", 2) + ["", ""])[:3]
-                target = dict.get(entity, head)
-                if rest and target.__class__ is Entity and target._key[0] == link_type:
-                    if "." not in rest and value.__class__ not in _CONTAINERS_AND_ENTITY:
-                        # The usual case, "step.Step.code": a plain value, set in place.
-                        if over or not contains(target, rest):
-                            setitem(target, rest, value)
-                    else:
-                        self._merge_fields(target, {rest: value}, over=over)
-
-    @staticmethod
-    def _add_backrefs(entity: Entity, field_name: str, value: Any) -> None:
-        """Record on each entity *value* links to that *entity* links to it by *field_name*."""
-        key = (entity._key[0], field_name)
-        for item in value if value.__class__ is list else (value,):
-            if item.__class__ is Entity:
-                backrefs = item._backrefs
-                if backrefs is None:
-                    backrefs = item._backrefs = {}
-                refs = backrefs.get(key)
-                if refs is None:
-                    refs = backrefs[key] = set()
-                refs.add(entity)
-
-    def _enable_backrefs(self) -> None:
-        """Build the backref index on first use; merges keep it up to date afterwards.
-
-        A tool that never looks at backrefs (most of them) never pays for them.
-        """
-        with self._lock:
-            if self._backrefs_on:
-                return
-            for entity in list(self._entities.values()):
-                for name, value in list(dict.items(entity)):
-                    if "." not in name and name != "type" and name != "id":
-                        self._add_backrefs(entity, name, value)
-            self._backrefs_on = True
-
-    def _merge_row(self, row: Mapping[str, Any], over: Optional[bool], fetched_at: float) -> Entity:
-        entity = self._entity(row["type"], row["id"])
-        self._merge_fields(entity, row, over=over)
-        entity._fetched_at = fetched_at
-        entity._exists = True
-        return entity
-
-    def merge(self, data: Any, over: Optional[bool] = None) -> Any:
-        """Import raw ShotGrid data: every entity-like dict becomes the session's Entity.
-
-        *over* ``True`` lets new values win, ``False`` keeps old ones, and ``None``
-        (the default) lets the newer ``updated_at`` win.  Returns a copy of *data*
-        with entities in place of dicts.
-        """
-        with self._lock:
-            return self._merge_any(data, over)
-
-    def _merge_any(self, data: Any, over: Optional[bool]) -> Any:
-        if isinstance(data, Mapping) and _is_link(data) and not isinstance(data, Entity):
-            entity = self._entity(data["type"], data["id"])
-            self._merge_fields(entity, data, over=over)
-            return entity
-        if isinstance(data, Entity):
-            return data if data.session is self else self._merge_any(dict(data), over)
-        if isinstance(data, Mapping):
-            return {k: self._merge_any(v, over) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return type(data)(self._merge_any(v, over) for v in data)
-        return data
-
-    # -------------------------------------------------------- entity records
-    @staticmethod
-    def _plain(value: Any) -> Any:
-        if isinstance(value, Entity):
-            link = {"type": value.type, "id": value.id}
-            name = dict.get(value, "name")
-            if name is not None:
-                link["name"] = name
-            return link
-        if isinstance(value, list):
-            return [Session._plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: Session._plain(v) for k, v in value.items()}
-        return value
-
-    def _snapshot(self, entity: Entity) -> dict[str, Any]:
-        fields = {
-            name: self._plain(value)
-            for name, value in dict.items(entity)
-            if name not in ("type", "id")
-        }
-        record = {"v": FORMAT_VERSION, "k": "e", "t": entity._fetched_at, "f": fields}
-        generation = self._seen_gens.get(entity.type)
-        if generation is not None:
-            record["g"] = generation
-        return record
-
-    def _confirmed(
-        self, entity_type: str, key: str, record: dict[str, Any]
-    ) -> Optional[dict[str, Any]]:
-        """*record*, or the deepest layer's copy if *record* predates a generation move.
-
-        Writers keep the deepest layer exact (they overwrite or drop the records of
-        what they change), so its copy is trusted and re-stamped into every layer.
-        """
-        current = self._seen_gens.get(entity_type)
-        if current is None or record.get("g") == current or len(self._authorities) == 0:
-            return record
-        deep = self._record(self._shared_get_many([key]).get(key))
-        if deep is None:
-            return None
-        if deep.get("g") != current:
-            deep = dict(deep)
-            deep["g"] = current
-            self._try(self._records.set, key, deep)
-        return deep
-
-    def _store_entities(self, entities: Iterable[Entity], changed: Iterable[str] = ()) -> None:
-        """Write entity records, keeping the fields a stored record already had.
-
-        A session that knows fewer fields of an entity must not make the cache
-        poorer: fields of the record in the deepest layer (which writers and syncs
-        keep exact) are carried over, and the record keeps the older fetch time.
-        Fields in *changed*, and deep keys through them, are not carried.
-        """
-        with self._lock:
-            records = {self._entity_key(e.type, e.id): self._snapshot(e) for e in entities}
-        if not records:
-            return
-        changed = set(changed)
-        existing = self._shared_get_many(list(records))
-        for key, record in records.items():
-            old = self._record(existing.get(key), "e")
-            if old is None:
-                continue
-            fields = record["f"]
-            carried = {
-                name: value
-                for name, value in old["f"].items()
-                if name not in fields
-                and name not in changed
-                and not ("." in name and name.split(".", 1)[0] in changed)
-            }
-            if carried:
-                carried.update(fields)
-                record["f"] = carried
-                record["t"] = min(record["t"], old["t"])
-        self._try(self._records.set_many, records)
-
-    def _store_retired(self, entity_type: str, ids: Iterable[int]) -> None:
-        now = _time()
-        records = {
-            self._entity_key(entity_type, i): {"v": FORMAT_VERSION, "k": "x", "t": now} for i in ids
-        }
-        if records:
-            self._try(self._records.set_many, records)
-
-    # ------------------------------------------------------------- requests
-    def _request(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if self._closed:
-            raise RuntimeError("this session is closed")
-        self.stats.requests[method] += 1
-        return getattr(self.shotgun, method)(*args, **kwargs)
-
-    def _check_writable(self, method: str) -> None:
-        if self.mode == "offline":
-            raise OfflineError(f"{method}() needs ShotGrid, but the session is offline")
-
-    def _outbound(self, data: Any) -> Any:
-        """Entities become plain links before they are sent to ShotGrid."""
-        if isinstance(data, Entity):
-            return data.minimal
-        if isinstance(data, Mapping):
-            return {k: self._outbound(v) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [self._outbound(v) for v in data]
-        return data
+    def _flushed(self) -> None:
+        self.stats.flushes += 1
 
     def _maybe_sync(self) -> None:
-        if self._next_sync <= _time() and self.mode != "offline":
-            interval = self.sync_interval if self.sync_interval is not None else math.inf
-            self._next_sync = _time() + interval
-            try:
-                self.sync()
-            except Exception as error:
-                log.warning("automatic sync failed: %s", error)
+        interval = self._sync_interval
+        self._next_sync = time.time() + (interval if interval is not None else math.inf)
+        if self.mode == "offline" or self._state.bypass:
+            return
+        try:
+            self.sync()
+        except Exception as error:
+            log.warning("automatic sync failed: %s", error)
 
     # ------------------------------------------------------------------ reads
     def get(
@@ -1066,194 +538,65 @@ class Session:
     ) -> Any:
         """One entity by type and id (or a list for a list of ids); ``None`` if absent.
 
-        A fresh record in any cache layer answers without a request.
+        An entity in memory or a record in any cache layer answers while it is fresh.
         """
-        return self._get(entity_type, id_or_ids, fetch)
-
-    def _get(
-        self,
-        entity_type: str,
-        id_or_ids: Union[int, Sequence[int]],
-        fetch: bool = True,
-    ) -> Any:
-        if id_or_ids.__class__ is int:
-            return self._get_many(entity_type, [id_or_ids], fetch)[0]
-        if isinstance(id_or_ids, (list, tuple)):
-            return self._get_many(entity_type, list(id_or_ids), fetch)
-        raise TypeError(f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}")
-
-    def _get_many(self, entity_type: str, ids: list[int], fetch: bool) -> list[Optional[Entity]]:
+        if not isinstance(entity_type, str) or not entity_type:
+            raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
+        if isinstance(id_or_ids, bool) or not isinstance(id_or_ids, (int, list, tuple)):
+            raise TypeError(
+                f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}"
+            )
+        ids = [id_or_ids] if isinstance(id_or_ids, int) else list(id_or_ids)
         for entity_id in ids:
-            if entity_id.__class__ is not int:
+            if isinstance(entity_id, bool) or not isinstance(entity_id, int):
                 raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
-        self._maybe_sync()
-        mode = self.mode
-        if mode == "cached" and len(ids) == 1:
-            # One id, the usual case: skip the batch bookkeeping below.
-            hit, entity = self._get_one_cached(entity_type, ids[0])
-            if hit:
-                return [entity]
-            if not fetch:
-                return [self._entity(entity_type, ids[0])]
-            return [self._entities_from_server(entity_type, ids).get(ids[0])]
-        now = _time()
-        found: dict[int, Optional[Entity]] = {}
-        if mode != "direct":
-            for entity_id in ids:
-                entity = self._entities.get((entity_type, entity_id))
-                if entity is None or entity._exists is False:
-                    continue
-                if mode == "offline":
-                    # Offline serves what is known, whatever its age.
-                    if len(entity) > 2:
-                        found[entity_id] = entity
-                elif entity._fetched_at and entity._fetched_at + self._max_age > now:
-                    found[entity_id] = entity
-            wanted = [i for i in dict.fromkeys(ids) if i not in found]
-            if wanted:
-                found.update(self._entities_from_cache(entity_type, wanted, mode == "offline"))
-        wanted = [i for i in dict.fromkeys(ids) if i not in found]
-        if wanted and mode != "offline" and fetch:
-            found.update(self._entities_from_server(entity_type, wanted))
-        if wanted and not fetch and mode != "offline":
-            for entity_id in wanted:
-                found.setdefault(entity_id, self._entity(entity_type, entity_id))
-        return [found.get(i) for i in ids]
+        found = self._get_many(entity_type, list(dict.fromkeys(ids)), fetch, self._policy())
+        out = [found.get(i) for i in ids]
+        return out[0] if isinstance(id_or_ids, int) else out
 
-    def _get_one_cached(self, entity_type: str, entity_id: int) -> tuple[bool, Optional[Entity]]:
-        """``(True, entity_or_None)`` when memory or a cache layer answers for one entity."""
-        entity = self._entities.get((entity_type, entity_id))
-        now = _time()
-        max_age = self._max_age
-        if (
-            entity is not None
-            and entity._exists is not False
-            and (entity._fetched_at + max_age > now)
-        ):
-            return True, entity
-        key = f"{self._ns}|e|{entity_type}|{entity_id}"
-        try:
-            value = self._records.get(key)
-        except KeyError:
-            value = None
-        except Exception as error:
-            log.warning("cache read failed: %s", error)
-            value = None
-        record = self._usable_record(entity_type, key, value, max_age, now)
-        if record is None:
-            self.stats.misses["cache"] += 1
-            return False, None
-        if record["k"] == "x":
-            self.stats.hits["cache"] += 1
-            return True, None
-        if entity is None:
-            entity = self._entity(entity_type, entity_id)
-        with self._lock:
-            self._merge_record(entity, record)
-        self.stats.hits["cache"] += 1
-        return True, entity
-
-    def _usable_record(
-        self, entity_type: str, key: str, value: Any, max_age: float, now: float
-    ) -> Optional[dict[str, Any]]:
-        """*value* if it is an entity record (``e``) or tombstone (``x``) to trust now.
-
-        It must be well formed, pass :meth:`_confirmed` when its generation is old,
-        and be younger than *max_age*; anything else is a miss.
-        """
-        record = self._record(value)
-        if record is None:
-            return None
-        kind = record["k"]
-        if kind == "e":
-            record = self._confirmed(entity_type, key, record)
-            if record is None:
-                return None
-        elif kind != "x":
-            return None
-        return record if record["t"] + max_age > now else None
-
-    def _merge_record(self, entity: Entity, record: dict[str, Any]) -> None:
-        """Merge a stored entity record; the caller holds the lock."""
-        fields = record["f"]
-        if len(entity) == 2:
-            # A brand-new instance (type and id only) has nothing older to keep, and
-            # its links and deep keys arrive together: no catching up to do.
-            self._merge_fields(entity, fields, over=True, catch_up=False)
-        else:
-            self._merge_fields(entity, fields, over=None)
-        if record["t"] > entity._fetched_at:
-            entity._fetched_at = record["t"]
-        entity._exists = True
-
-    def _entities_from_cache(
-        self, entity_type: str, ids: list[int], any_age: bool
+    def _get_many(
+        self, entity_type: str, ids: list[int], fetch: bool, policy: Policy
     ) -> dict[int, Optional[Entity]]:
-        keys = {self._entity_key(entity_type, i): i for i in ids}
-        if len(keys) == 1:
-            (only,) = keys
-            value = self._try(self._records.get, only)
-            records = {} if value is None else {only: value}
-        else:
-            records = self._try(self._records.get_many, list(keys)) or {}
-        now = _time()
-        max_age = math.inf if any_age else self._max_age
-        out: dict[int, Optional[Entity]] = {}
-        with self._lock:
-            for key, entity_id in keys.items():
-                value = self._usable_record(entity_type, key, records.get(key), max_age, now)
-                if value is None:
-                    continue
-                if value["k"] == "x":
-                    out[entity_id] = None
-                    continue
-                entity = self._entity(entity_type, entity_id)
-                self._merge_record(entity, value)
-                out[entity_id] = entity
-        self.stats.hits["cache"] += len(out)
-        self.stats.misses["cache"] += len(ids) - len(out)
-        return out
+        answers = self._answers
+        found: dict[int, Optional[Entity]] = {}
+        if policy.reads or policy.offline:
+            unstored: list[Entity] = []
+            for entity_id in ids:
+                entity = self._identity.get(entity_type, entity_id)
+                if answers.live(entity, policy):
+                    assert entity is not None
+                    found[entity_id] = None if entity._exists is False else entity
+                    if entity._stored is not entity._deps and entity._exists:
+                        unstored.append(entity)
+            if unstored and policy.writes:
+                # Known from an answer: leave its own record for other processes' gets.
+                answers.store_entities(unstored)
+            wanted = [i for i in ids if i not in found]
+            found.update(answers.from_records(entity_type, wanted, policy))
+        wanted = [i for i in ids if i not in found]
+        if wanted and not policy.offline and fetch:
+            known: set[str] = set()
+            for entity_id in wanted:
+                entity = self._identity.get(entity_type, entity_id)
+                if entity is not None:
+                    known.update(n for n in dict.keys(entity) if "." not in n)
+            fields = self._core_fields(entity_type, known)
+            found.update(answers.fetch_ids(entity_type, wanted, fields, policy))
+        elif wanted and not fetch and not policy.offline:
+            for entity_id in wanted:
+                found[entity_id] = self._identity.entity(entity_type, entity_id)
+        return found
 
     def _core_fields(self, entity_type: str, known: Iterable[str] = ()) -> list[str]:
         """Important fields of a type plus the fields an entity already holds.
 
-        ``name`` is left out unless important: on most types it only arrived as a
-        link's display name and is not a field ShotGrid could return.
+        ``name`` is left out unless important: on most types it only arrived as a link's
+        display name and is not a field ShotGrid could return.
         """
         names = set(self.important_fields_for_all)
-        important = self.important_fields.get(entity_type, ())
-        names.update(important)
+        names.update(self.important_fields.get(entity_type, ()))
         names.update(n for n in known if n not in ("type", "id", "name"))
         return sorted(names)
-
-    def _entities_from_server(
-        self, entity_type: str, ids: list[int]
-    ) -> dict[int, Optional[Entity]]:
-        known: set[str] = set()
-        for entity_id in ids:
-            entity = self._entities.get((entity_type, entity_id))
-            if entity is not None:
-                known.update(dict.keys(entity))
-        fields = self._core_fields(entity_type, known)
-        out: dict[int, Optional[Entity]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            filters = [["id", "in", chunk]] if len(chunk) > 1 else [["id", "is", chunk[0]]]
-            rows = self._request("find", entity_type, filters, fields)
-            now = _time()
-            with self._lock:
-                entities = [self._merge_row(row, over=True, fetched_at=now) for row in rows]
-            self._store_entities(entities)
-            for entity in entities:
-                out[entity.id] = entity
-            gone = [i for i in chunk if i not in out]
-            for entity_id in gone:
-                out[entity_id] = None
-                existing = self._entities.get((entity_type, entity_id))
-                if existing is not None:
-                    existing._exists = False
-            self._store_retired(entity_type, gone)
-        return out
 
     def find(
         self,
@@ -1268,14 +611,14 @@ class Session:
         include_archived_projects: bool = True,
         additional_filter_presets: Optional[list[dict[str, Any]]] = None,
         *,
-        max_age: Optional[float] = None,
+        max_age: Optional[Seconds] = None,
     ) -> list[Entity]:
         """``Shotgun.find``, answered from the cache when a fresh answer is there."""
         if not isinstance(entity_type, str) or not entity_type:
             raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
-        if not isinstance(limit, int) or limit < 0:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise QueryError(f"limit must be an int >= 0, not {limit!r}")
-        if not isinstance(page, int) or page < 0:
+        if isinstance(page, bool) or not isinstance(page, int) or page < 0:
             raise QueryError(f"page must be an int >= 0, not {page!r}")
         nfields = normalise_fields(fields)
         nfilters = normalise_filters(filters, filter_operator)
@@ -1291,33 +634,30 @@ class Session:
             "a": bool(include_archived_projects),
             "x": additional_filter_presets or [],
         }
-        kwargs: dict[str, Any] = {}
-        if order:
-            kwargs["order"] = list(order)
-        if filter_operator:
-            kwargs["filter_operator"] = filter_operator
-        if limit:
-            kwargs["limit"] = limit
-        if retired_only:
-            kwargs["retired_only"] = True
-        if page:
-            kwargs["page"] = page
-        if not include_archived_projects:
-            kwargs["include_archived_projects"] = False
-        if additional_filter_presets:
-            kwargs["additional_filter_presets"] = additional_filter_presets
-        request_fields = list(nfields)
         deps = dependent_types(entity_type, nfields, nfilters)
+        outbound = self._outbound(filters)
 
-        def fetch() -> list[dict[str, Any]]:
-            result = self._request(
-                "find", entity_type, self._outbound(filters), request_fields, **kwargs
+        def ask() -> list[dict[str, Any]]:
+            self._requests.count("find")
+            if self._requests.closed:
+                raise RuntimeError("this session is closed")
+            return find_rows(
+                self.shotgun,
+                self._pages,
+                entity_type,
+                outbound,
+                nfields,
+                order=order,
+                filter_operator=filter_operator,
+                limit=limit,
+                retired_only=retired_only,
+                page=page,
+                include_archived_projects=include_archived_projects,
+                additional_filter_presets=additional_filter_presets,
             )
-            return list(result)
 
-        return self._cached_call(  # type: ignore[no-any-return]
-            "q", entity_type, call, deps, fetch, nfields, max_age, kind="find"
-        )
+        policy = self._policy(max_age)
+        return self._answers.find(self._digest(call), entity_type, deps, ask, policy)
 
     def find_one(
         self,
@@ -1330,7 +670,7 @@ class Session:
         include_archived_projects: bool = True,
         additional_filter_presets: Optional[list[dict[str, Any]]] = None,
         *,
-        max_age: Optional[float] = None,
+        max_age: Optional[Seconds] = None,
     ) -> Optional[Entity]:
         """``Shotgun.find_one``: the first match or ``None``."""
         rows = self.find(
@@ -1348,6 +688,9 @@ class Session:
         )
         return rows[0] if rows else None
 
+    def _digest(self, call: Any) -> str:
+        return Keys.digest(self.cache_key_maker.key(call))
+
     def summarize(
         self,
         entity_type: str,
@@ -1357,15 +700,22 @@ class Session:
         grouping: Optional[Sequence[Mapping[str, Any]]] = None,
         include_archived_projects: bool = True,
         *,
-        max_age: Optional[float] = None,
+        max_age: Optional[Seconds] = None,
     ) -> Any:
         """``Shotgun.summarize``, cached like a query."""
+        if not isinstance(entity_type, str) or not entity_type:
+            raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
+        for name, items in (("summary_fields", summary_fields), ("grouping", grouping or [])):
+            if not isinstance(items, (list, tuple)) or not all(
+                isinstance(i, Mapping) and isinstance(i.get("field"), str) for i in items
+            ):
+                raise QueryError(
+                    f"{name} must be a list of {{'field': ..., 'type': ...}} dicts, not {items!r}"
+                )
         nfilters = normalise_filters(filters, filter_operator)
-        summaries = sorted(
-            ([str(s.get("field")), str(s.get("type"))] for s in summary_fields), key=repr
-        )
+        summaries = sorted([str(s["field"]), str(s.get("type"))] for s in summary_fields)
         groups = [
-            [str(g.get("field")), str(g.get("type")), str(g.get("direction", "asc"))]
+            [str(g["field"]), str(g.get("type")), str(g.get("direction", "asc"))]
             for g in (grouping or [])
         ]
         call = {
@@ -1382,16 +732,18 @@ class Session:
         if filter_operator:
             kwargs["filter_operator"] = filter_operator
         if grouping:
-            kwargs["grouping"] = list(grouping)
+            kwargs["grouping"] = [dict(g) for g in grouping]
         if not include_archived_projects:
             kwargs["include_archived_projects"] = False
+        outbound = self._outbound(filters)
+        fields = [dict(s) for s in summary_fields]
 
-        def fetch() -> Any:
-            return self._request(
-                "summarize", entity_type, self._outbound(filters), list(summary_fields), **kwargs
-            )
+        def ask() -> Any:
+            return self._requests("summarize", entity_type, outbound, fields, **kwargs)
 
-        return self._cached_call("v", entity_type, call, deps, fetch, [], max_age, kind="value")
+        return self._answers.value(
+            "v", entity_type, self._digest(call), deps, ask, self._policy(max_age), _copy_value
+        )
 
     def schema_read(self, project_entity: Optional[Mapping[str, Any]] = None) -> Any:
         """``Shotgun.schema_read``, cached with :attr:`schema_max_age`."""
@@ -1417,271 +769,63 @@ class Session:
         if project_entity is not None:
             project = {"type": project_entity["type"], "id": project_entity["id"]}
         call = {"m": method, "a": list(args), "p": project}
-        call_args: list[Any] = [a for a in args]
+        call_args: list[Any] = list(args)
         while call_args and call_args[-1] is None:
             call_args.pop()
 
-        def fetch() -> Any:
+        def ask() -> Any:
             if project is not None:
-                return self._request(method, *call_args, project_entity=project)
-            return self._request(method, *call_args)
+                return self._requests(method, *call_args, project_entity=project)
+            return self._requests(method, *call_args)
 
-        return self._cached_call(
-            "s", method, call, [SCHEMA_TYPE], fetch, [], self.schema_max_age, kind="value"
+        policy = self._policy(self.schema_max_age)
+        return self._answers.value(
+            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, _copy_value
         )
 
-    # ------------------------------------------------------- cached call core
-    def _cached_call(
-        self,
-        key_kind: str,
-        entity_type: str,
-        call: Any,
-        deps: list[str],
-        fetch: Callable[[], Any],
-        fields: list[str],
-        max_age: Optional[float],
-        kind: str,
-    ) -> Any:
-        """Answer a read from a fresh record, or ask ShotGrid once for all threads."""
-        self._maybe_sync()
-        mode = self.mode
-        age = self.max_age if max_age is None else float(max_age)
-        if mode == "offline":
-            key = self._call_key(key_kind, entity_type, call)
-            answer = self._answer_from_record(key, None, fields, kind, math.inf)
-            if answer is not None:
-                self.stats.hits["query"] += 1
-                return answer[0]
-            self.stats.misses["query"] += 1
-            return [] if kind == "find" else None
-        key = self._call_key(key_kind, entity_type, call)
-        record = self._load_record(key, kind) if mode == "cached" else None
-        # A record depends on the types of its call and on every type its rows
-        # linked to when it was stored: all of their generations must be unmoved.
-        types = set(deps) | set(record["g"]) if record is not None else set(deps)
-        namespace = self._ns
-        gens = self._current_gens(sorted(types))
-        if self._ns != namespace:  # another process flushed: the record is from before
-            key = self._call_key(key_kind, entity_type, call)
-            record = None
-        if record is not None:
-            answer = self._answer(record, gens, fields, kind, age)
-            if answer is not None:
-                self.stats.hits["query"] += 1
-                return answer[0]
-        self.stats.misses["query"] += 1
-
-        with self._inflight_lock:
-            waiter = self._inflight.get(key)
-            leader = waiter is None
-            if waiter is None:
-                waiter = self._inflight[key] = _Inflight()
-        if not leader:
-            waiter.event.wait()
-            if waiter.error is not None:
-                raise waiter.error
-            return waiter.result
-        try:
-            try:
-                result = fetch()
-            except Exception as error:
-                if mode == "cached" and self.stale_if_error and _is_unavailable(error):
-                    stale = self._answer_from_record(key, None, fields, kind, math.inf)
-                    if stale is not None:
-                        self.stats.stale_served += 1
-                        log.warning(
-                            "ShotGrid unavailable (%s: %s); serving a stale cached answer for %s",
-                            type(error).__name__,
-                            error,
-                            entity_type,
-                        )
-                        waiter.result = stale[0]
-                        return stale[0]
-                raise
-            waiter.result = self._store_answer(key, gens, fields, kind, result)
-            return waiter.result
-        except BaseException as error:
-            waiter.error = error
-            raise
-        finally:
-            with self._inflight_lock:
-                self._inflight.pop(key, None)
-            waiter.event.set()
-
-    def _load_record(self, key: str, kind: str) -> Optional[dict[str, Any]]:
-        """The well-formed query (``find``) or value record stored under *key*."""
-        return self._record(self._try(self.cache.get, key), "q" if kind == "find" else "v")
-
-    def _answer_from_record(
-        self,
-        key: str,
-        gens: Optional[dict[str, str]],
-        fields: list[str],
-        kind: str,
-        max_age: float,
-    ) -> Optional[tuple[Any]]:
-        """The answer the record under *key* gives, or ``None`` if missing or stale."""
-        record = self._load_record(key, kind)
-        return None if record is None else self._answer(record, gens, fields, kind, max_age)
-
-    def _answer(
-        self,
-        record: dict[str, Any],
-        gens: Optional[dict[str, str]],
-        fields: list[str],
-        kind: str,
-        max_age: float,
-    ) -> Optional[tuple[Any]]:
-        """The answer *record* gives if younger than *max_age* and no generation moved."""
-        if record["t"] + max_age <= _time():
-            return None
-        if gens is not None:
-            stored = record["g"]
-            for entity_type, token in gens.items():
-                if stored.get(entity_type) != token:
-                    return None
-        if kind == "value":
-            return (_copy_value(record["d"]),)
-        return self._entities_for_refs(record["r"], fields, record.get("m") or ())
-
-    def _entities_for_refs(
-        self, refs: list[list[Any]], fields: list[str], missing: Iterable[str]
-    ) -> Optional[tuple[list[Entity]]]:
-        absent = set(missing)
-        needed = [f for f in fields if f not in absent]
-        out: list[Entity] = []
-        lacking: list[tuple[int, str, int]] = []
-        make = self._entity
-        contains = dict.__contains__
-        for position, (entity_type, entity_id) in enumerate(refs):
-            entity = make(entity_type, entity_id)
-            out.append(entity)
-            if len(entity) == 2 and needed:
-                lacking.append((position, entity_type, entity_id))
-                continue
-            for name in needed:
-                if not contains(entity, name):
-                    lacking.append((position, entity_type, entity_id))
-                    break
-        if lacking:
-            prefix = self._ns + "|e|"
-            keys = [f"{prefix}{t}|{i}" for _, t, i in lacking]
-            records = self._try(self._records.get_many, keys) or {}
-            with self._lock:
-                for key, (position, _, _) in zip(keys, lacking):
-                    record = self._record(records.get(key), "e")
-                    if record is None:
-                        return None
-                    entity = out[position]
-                    self._merge_record(entity, record)
-                    for name in needed:
-                        if not dict.__contains__(entity, name):
-                            return None
-        return (out,)
-
-    def _store_answer(
-        self, key: str, gens: dict[str, str], fields: list[str], kind: str, result: Any
-    ) -> Any:
-        now = _time()
-        if kind == "value":
-            record = {"v": FORMAT_VERSION, "k": "v", "t": now, "g": gens, "d": result}
-            self._try(self.cache.set, key, record)
-            return _copy_value(result)
-        rows: list[Mapping[str, Any]] = result
-        missing: set[str] = set()
-        with self._lock:
-            entities = []
-            for row in rows:
-                for name in fields:
-                    if name not in row:
-                        missing.add(name)
-                entity = self._merge_row(row, over=None, fetched_at=now)
-                entities.append(entity)
-        self._store_entities(entities)
-        # Types linked from the rows also shape the answer (their display names).
-        linked: set[str] = set()
-        for row in rows:
-            for name, value in row.items():
-                if name not in ("type", "id"):
-                    linked |= _link_types(value)
-        extra = linked - set(gens)
-        if extra:
-            gens = dict(gens)
-            gens.update(self._current_gens(sorted(extra)))
-        record = {
-            "v": FORMAT_VERSION,
-            "k": "q",
-            "t": now,
-            "g": gens,
-            "r": [[e.type, e.id] for e in entities],
-            "m": sorted(missing),
-        }
-        self._try(self.cache.set, key, record)
-        return entities
-
     # -------------------------------------------------------------- fetching
-    def _populate(self, entity: Entity, field_name: str) -> Any:
-        """Called by ``entity[field]`` when the field is missing."""
+    def populate_field(self, entity: Entity, name: str) -> Any:
+        """Called by ``entity[name]`` for a missing field (the entity owner protocol)."""
         if not self.auto_populate:
             return NOT_SET
-        self.fetch([entity], [field_name])
+        self.fetch([entity], [name])
         try:
-            return dict.__getitem__(entity, field_name)
+            return dict.__getitem__(entity, name)
         except KeyError:
             if self.mode == "offline":
                 return NOT_SET
             if entity._exists is False:
                 raise KeyError(
                     f"{entity.type} {entity.id} is retired or does not exist, so it has no "
-                    f"field {field_name!r}"
+                    f"field {name!r}"
                 ) from None
             raise KeyError(
-                f"{entity.type} {entity.id} has no field {field_name!r} "
-                "(ShotGrid did not return it)"
+                f"{entity.type} {entity.id} has no field {name!r} (ShotGrid did not return it)"
             ) from None
+
+    def index_backrefs(self) -> None:
+        """Build the backref index (the entity owner protocol)."""
+        self._identity.index_backrefs()
 
     def fetch(self, entities: Iterable[Entity], fields: Iterable[str], force: bool = False) -> None:
         """Make sure *entities* hold *fields*, asking ShotGrid only for what is missing."""
         names = normalise_fields(list(fields))
+        policy = self._policy()
         by_type: dict[str, list[Entity]] = {}
         for entity in entities:
             if force or any(not dict.__contains__(entity, n) for n in names):
                 by_type.setdefault(entity.type, []).append(entity)
         if not by_type or not names:
             return
-        mode = self.mode
+        answers = self._answers
         for entity_type, group in by_type.items():
-            if mode != "direct" and not force:
-                self._entities_from_cache(
-                    entity_type, [e.id for e in group], any_age=(mode == "offline")
-                )
+            if (policy.reads or policy.offline) and not force:
+                answers.from_records(entity_type, [e.id for e in group], policy)
                 group = [e for e in group if any(not dict.__contains__(e, n) for n in names)]
-            if not group or mode == "offline":
+            if not group or policy.offline:
                 continue
-            ids = [e.id for e in group]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = self._request(
-                    "find", entity_type, [["id", "in", chunk]], sorted(set(names) | {"updated_at"})
-                )
-                now = _time()
-                with self._lock:
-                    merged = []
-                    for row in rows:
-                        entity = self._entity(row["type"], row["id"])
-                        # Only a bare instance becomes fresh: fetching a few fields of
-                        # a stale entity does not make its other fields fresh.
-                        bare = len(entity) == 2
-                        self._merge_fields(entity, row, over=True)
-                        entity._exists = True
-                        if bare:
-                            entity._fetched_at = now
-                        merged.append(entity)
-                    returned = {e.id for e in merged}
-                    for entity in group:
-                        if entity.id in chunk and entity.id not in returned:
-                            entity._exists = False
-                self._store_entities(merged)
+            wanted = sorted(set(names) | {"updated_at"})
+            answers.fetch_ids(entity_type, [e.id for e in group], wanted, policy)
 
     def fetch_core(self, entities: Iterable[Entity]) -> None:
         """Fetch the important fields of *entities* and of the entities they link to."""
@@ -1707,9 +851,8 @@ class Session:
     def fetch_backrefs(self, entities: Iterable[Entity], entity_type: str, field_name: str) -> None:
         """Find every *entity_type* whose *field_name* links to one of *entities*."""
         links = [e.minimal for e in entities]
-        if not links:
-            return
-        self.find(entity_type, [[field_name, "in", links]], [field_name])
+        if links:
+            self.find(entity_type, [[field_name, "in", links]], [field_name])
 
     def fetch_heirarchy(self, entities: Iterable[Entity]) -> list[Entity]:
         """Fetch parents up to the project; return every entity involved."""
@@ -1725,12 +868,10 @@ class Session:
                     by_field.setdefault((entity.type, parent_field), []).append(entity)
             for (_, parent_field), group in by_field.items():
                 self.fetch(group, [parent_field])
-            parents: list[Entity] = []
-            for entity in current:
-                parent = entity.parent(fetch=False)
-                if parent is not None and parent.key not in involved:
-                    parents.append(parent)
-            current = list({p.key: p for p in parents}.values())
+            parents = [e.parent(fetch=False) for e in current]
+            current = list(
+                {p.key: p for p in parents if p is not None and p.key not in involved}.values()
+            )
         return list(involved.values())
 
     fetch_hierarchy = fetch_heirarchy
@@ -1749,14 +890,37 @@ class Session:
                 ids = [e.id for e in group]
                 for start in range(0, len(ids), 500):
                     chunk = ids[start : start + 500]
-                    rows = self._request("find", entity_type, [["id", "in", chunk]], [])
+                    rows = self._requests("find", entity_type, [["id", "in", chunk]], [])
                     alive = {row["id"] for row in rows}
                     for entity in group:
                         if entity.id in chunk:
                             entity._exists = entity.id in alive
         return {e for e in entities if e._exists is not False}
 
+    def merge(self, data: Any, over: Optional[bool] = None) -> Any:
+        """Import raw ShotGrid data: every entity-like dict becomes the session's Entity.
+
+        *over* ``True`` lets new values win, ``False`` keeps old ones, and ``None`` (the
+        default) lets the newer ``updated_at`` win.  Returns a copy of *data* with entities
+        in place of dicts.
+        """
+        return self._identity.merge(data, over, UNCONFIRMED)
+
     # ----------------------------------------------------------------- writes
+    def _check_writable(self, method: str) -> None:
+        if self.mode == "offline":
+            raise OfflineError(f"{method}() needs ShotGrid, but the session is offline")
+
+    def _outbound(self, data: Any) -> Any:
+        """Entities become plain links before they are sent to ShotGrid."""
+        if isinstance(data, Entity):
+            return data.minimal
+        if isinstance(data, Mapping):
+            return {k: self._outbound(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self._outbound(v) for v in data]
+        return data
+
     def create(
         self,
         entity_type: str,
@@ -1765,15 +929,7 @@ class Session:
     ) -> Entity:
         """``Shotgun.create``; the new entity joins the identity map and the cache."""
         self._check_writable("create")
-        args: list[Any] = [entity_type, self._outbound(data)]
-        if return_fields:
-            args.append(list(return_fields))
-        result = self._request("create", *args)
-        with self._lock:
-            entity = self._merge_row(result, over=True, fetched_at=_time())
-        self._store_entities([entity])
-        self._bump({entity_type} | _link_types(data))
-        return entity
+        return self._writes.create(entity_type, data, return_fields)
 
     def update(
         self,
@@ -1784,229 +940,78 @@ class Session:
     ) -> Entity:
         """``Shotgun.update``; the new values are readable at once without a request."""
         self._check_writable("update")
-        kwargs: dict[str, Any] = {}
-        if multi_entity_update_modes:
-            kwargs["multi_entity_update_modes"] = dict(multi_entity_update_modes)
-        old = self._entities.get((entity_type, entity_id))
-        touched = {entity_type} | _link_types(data)
-        if old is not None:
-            touched |= _link_types({k: dict.get(old, k) for k in data})
-        result = self._request("update", entity_type, entity_id, self._outbound(data), **kwargs)
-        if isinstance(result, list):  # Mockgun answers with a list
-            result = result[0] if result else {"type": entity_type, "id": entity_id}
-        with self._lock:
-            entity = self._entity(entity_type, entity_id)
-            fetched_at = entity._fetched_at or _time()
-            # Deep values read through a changed link ("sg_sequence.Sequence.code") are
-            # no longer known, nor are multi-entity lists the answer does not hold.
-            for name in list(dict.keys(entity)):
-                if "." in name and name.split(".", 1)[0] in data:
-                    dict.pop(entity, name)
-            if multi_entity_update_modes:
-                for name in multi_entity_update_modes:
-                    if name not in result:
-                        dict.pop(entity, name, None)
-            self._merge_fields(entity, result, over=True)
-            entity._fetched_at = fetched_at
-            entity._exists = True
-        self._store_entities([entity], changed=data)
-        self._bump(touched)
-        return entity
+        return self._writes.update(entity_type, entity_id, data, multi_entity_update_modes)
 
     def delete(self, entity_type: str, entity_id: int) -> bool:
         """``Shotgun.delete`` (retire); the entity is no longer served by :meth:`get`."""
         self._check_writable("delete")
-        entity = self._entities.get((entity_type, entity_id))
-        touched = {entity_type}
-        if entity is not None:
-            touched |= _link_types(dict(entity))
-        result = bool(self._request("delete", entity_type, entity_id))
-        if entity is not None:
-            entity._exists = False
-            entity._fetched_at = 0.0
-        self._store_retired(entity_type, [entity_id])
-        self._bump(touched)
-        return result
+        return self._writes.delete(entity_type, entity_id)
 
     def revive(self, entity_type: str, entity_id: int) -> bool:
         """``Shotgun.revive``; the entity is served again."""
         self._check_writable("revive")
-        result = bool(self._request("revive", entity_type, entity_id))
-        entity = self._entities.get((entity_type, entity_id))
-        if entity is not None:
-            entity._exists = True
-            entity._fetched_at = 0.0
-        self._discard([self._entity_key(entity_type, entity_id)])
-        self._bump({entity_type})
-        return result
+        return self._writes.revive(entity_type, entity_id)
 
     def batch(self, requests: Sequence[Mapping[str, Any]]) -> list[Any]:
         """``Shotgun.batch``; each result is kept in the cache like its single call."""
         self._check_writable("batch")
-        outbound = [self._outbound(dict(r)) for r in requests]
-        results = self._request("batch", outbound)
-        touched: set[str] = set()
-        out: list[Any] = []
-        stored: list[Entity] = []
-        now = _time()
-        for request, result in zip(requests, results):
-            kind = request.get("request_type")
-            entity_type = request.get("entity_type")
-            touched.add(str(entity_type))
-            touched |= _link_types(request.get("data") or {})
-            if kind in ("create", "update") and isinstance(result, Mapping):
-                with self._lock:
-                    entity = self._entity(result["type"], result["id"])
-                    fetched_at = entity._fetched_at or now
-                    self._merge_fields(entity, result, over=True)
-                    entity._fetched_at = fetched_at
-                    entity._exists = True
-                stored.append(entity)
-                out.append(entity)
-            elif kind == "delete":
-                entity_id = request.get("entity_id")
-                found = self._entities.get((str(entity_type), int(entity_id or 0)))
-                if found is not None:
-                    found._exists = False
-                    found._fetched_at = 0.0
-                    touched |= _link_types(dict(found))
-                self._store_retired(str(entity_type), [int(entity_id or 0)])
-                out.append(result)
-            else:
-                out.append(result)
-        self._store_entities(stored)
-        self._bump(touched)
-        return out
+        return self._writes.batch(requests)
 
     # ------------------------------------------------------------------ sync
     def sync(self) -> int:
         """Read new ``EventLogEntry`` rows and invalidate what they changed.
 
-        Returns the number of events read.  The first sync in a namespace, a gap
-        in event ids, or more events than ``sync_limit`` flushes the namespace.
-        The ids of a gap are asked for again for :attr:`event_backlog` seconds:
-        an event whose transaction commits late is applied when it shows up.
+        Returns the number of events read.  The first sync in a namespace, a gap in event
+        ids, or more events than ``sync_limit`` flushes the namespace.  The ids of a gap
+        are asked for again for :attr:`event_backlog` seconds: an event whose transaction
+        commits late is applied when it shows up.
         """
         if self.mode == "offline":
             return 0
         self.stats.syncs += 1
-        if self.sync_interval is not None:
-            self._next_sync = _time() + self.sync_interval
-        state = self._shared_get(self._sync_key)
-        if not (isinstance(state, dict) and isinstance(state.get("last"), int)):
-            self._restart_event_log({})
-            return 0
-        last: int = state["last"]
-        now = _time()
-        holes = {
-            int(i): float(t)
-            for i, t in (state.get("holes") or {}).items()
-            if str(i).isdigit() and isinstance(t, (int, float)) and now - t < self.event_backlog
-        }
-        filters: list[Any] = [["id", "greater_than", last]]
-        if holes:
-            filters.append(["id", "in", sorted(holes)])
-        events = list(
-            self._request(
-                "find",
-                "EventLogEntry",
-                filters,
-                EVENT_FIELDS,
-                order=[{"field_name": "id", "direction": "asc"}],
-                limit=self.sync_limit,
-                **({"filter_operator": "any"} if holes else {}),
-            )
-        )
-        late = [e for e in events if e.get("id") in holes]
-        new = [e for e in events if isinstance(e.get("id"), int) and e["id"] > last]
-        if late:
-            # Events that committed after we passed their ids: apply them now.
-            self._apply_changes(changes_from_events(late))
-            for event in late:
-                holes.pop(event["id"], None)
-        if len(events) >= self.sync_limit:
-            log.warning("more than %s new events; flushing the cache namespace", self.sync_limit)
-            self._restart_event_log(holes)
-            return len(events)
-        changes = changes_from_events(new)
-        gap = missing_ids(last, new)
-        if gap:
-            log.warning(
-                "event ids %s..%s are missing after id %s; flushing the cache namespace",
-                gap[0],
-                gap[-1],
-                last,
-            )
-            self.flush()
-            if len(gap) <= _MAX_HOLES:
-                holes.update(dict.fromkeys(gap, now))
-        elif new:
-            self._apply_changes(changes)
-        self._safe_set(
-            self._sync_key,
-            {"last": max(changes.last_id, last), "holes": {str(i): t for i, t in holes.items()}},
-        )
-        return len(events)
-
-    def _restart_event_log(self, holes: dict[int, float]) -> None:
-        """Flush the namespace and continue from the newest event on the site."""
-        latest = self._request(
-            "find_one",
-            "EventLogEntry",
-            [],
-            ["id"],
-            order=[{"field_name": "id", "direction": "desc"}],
-        )
-        self.flush()
-        state = {
-            "last": int(latest["id"]) if latest else 0,
-            "holes": {str(i): t for i, t in holes.items()},
-        }
-        self._safe_set(self._sync_key, state)
-
-    def _apply_changes(self, changes: Changes) -> None:
-        self._discard(self._entity_key(t, i) for t, i in changes.entities)
-        with self._lock:
-            for key in changes.entities:
-                entity = self._entities.get(key)
-                if entity is not None:
-                    entity._fetched_at = 0.0
-        self._bump(changes.types)
+        if self._sync_interval is not None:
+            self._next_sync = time.time() + self._sync_interval
+        self._events.limit = self.sync_limit
+        self._events.backlog = self.event_backlog
+        return self._events.sync()
 
     def flush(self) -> None:
         """Forget everything cached in this namespace, in every layer and process."""
-        self.stats.flushes += 1
-        old_ns = self._ns
-        self._safe_set(self._epoch_key, _new_token())
-        epoch = self._shared_get(self._epoch_key)
-        self._switch_epoch(epoch if isinstance(epoch, str) else _new_token())
-        if old_ns:
-            # Best effort: drop the old epoch's entries where the backend can list keys.
-            self._try(self._shared.clear, "^" + re.escape(old_ns + "|"))
-        for layer in self._local_layers:
-            self._try(layer.clear)
-        with self._lock:
-            for entity in self._entities.values():
-                entity._fetched_at = 0.0
+        self._events.flush()
+
+    def drain(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every record this session has queued is written to its layers.
+
+        Answers are stored from a background thread so that a read never waits for the
+        cache; other processes see them a moment later.  ``close()`` and interpreter exit
+        drain too.  Returns ``False`` if *timeout* seconds passed first.
+        """
+        return self._writer.flush(timeout)
 
     # -------------------------------------------------------------- lifecycle
     def reset(self) -> None:
         """Clear the memory layer and the identity map; persistent layers keep their records."""
-        self._try(self.cache.caches[0].clear)
-        with self._lock:
-            self._entities.clear()
-            self._by_type.clear()
-            self._seen_gens.clear()
+        self._writer.flush()
+        memory = self._layout.memory
+        if memory is not None:
+            with contextlib.suppress(Exception):
+                memory.clear()
+        self._identity.clear()
 
     def close(self) -> None:
-        """Close the cache layers and the ShotGrid connections."""
+        """Write what is pending, then close the cache layers and the ShotGrid connections."""
         if self._closed:
             return
         self._closed = True
-        self._try(self.cache.close)
+        self._requests.closed = True
+        self._writer.close()
+        self._pages.shutdown()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            self.cache.close()
         close = getattr(self.shotgun, "close", None)
         if close is not None:
-            self._try(close)
+            with contextlib.suppress(Exception):
+                close()
 
     @property
     def closed(self) -> bool:
@@ -2019,8 +1024,15 @@ class Session:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Anything the session does not wrap goes to the client, like sgsession.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.__dict__["shotgun"], name)
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # Anything the session does not define goes to the client, like sgsession;
+            # private names too (tools call _call_rpc), dunder names never.
+            if name.startswith("__") and name.endswith("__"):
+                raise AttributeError(name)
+            try:
+                shotgun = self.__dict__["shotgun"]
+            except KeyError:
+                raise AttributeError(name) from None
+            return getattr(shotgun, name)

@@ -1,0 +1,562 @@
+"""When a cached answer may be used: generations, the epoch, the authority, the event log.
+
+The one freshness rule (:meth:`Freshness.usable`): a cached answer is used only while it is
+younger than its ``max_age`` and none of the generations it depends on has moved.
+
+*Generations* are tokens, one per entity type (``Shot``) and one per bucket of a type's
+entities (``Shot#17``), kept in the shared cache layers so that every process sees them.
+Every change replaces the tokens it touches: a write through any session (before its
+request is sent, as a *pending* token that is never trusted, and again after it returns),
+or an event that :class:`EventLog` reads from ShotGrid.  Tokens are ordered (a hybrid
+clock: wall time, never less than any token seen plus one), so a token that comes back
+from the past - a Redis restored from an old snapshot, a layer that lost writes - is seen
+for what it is and replaced, leaving misses rather than stale hits.
+
+The *authority* is the deepest shared layer that answers (a farm-wide Redis rather than a
+host's own disk).  A *clock* key, replaced with every move, lets a session confirm with one
+read that nothing it knows has moved.  The *epoch* names the current generation of every
+data key; a flush replaces it, which orphans every record and every generation at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Callable, Optional
+
+from .cache import Cache, LayeredCache, MemoryCache, ProxyCache, SerialisedCache
+from .events import EVENT_FIELDS, changes_from_events, missing_ids
+from .records import Keys, bucket_name
+
+__all__ = ["EventLog", "Freshness", "Layout", "TokenClock", "is_pending", "token_time"]
+
+log = logging.getLogger("sgcache_layers.freshness")
+
+#: Seconds a pending token (a write whose upkeep never finished) keeps answers uncached.
+PENDING_SECONDS = 60.0
+# Gaps wider than this are not tracked id by id (the flush already covers them).
+_MAX_HOLES = 1000
+
+_time = time.time
+
+
+# ---------------------------------------------------------------------------------- tokens
+
+
+def token_time(token: str) -> int:
+    """The clock reading a token was made at (0 for a token of no known shape)."""
+    try:
+        return int(token[:16], 16)
+    except (ValueError, TypeError):
+        return 0
+
+
+def is_pending(token: str) -> bool:
+    """Whether *token* marks a write whose upkeep has not finished."""
+    return "~" in token
+
+
+def _pending_deadline(token: str) -> float:
+    try:
+        return float(token.rsplit("~", 1)[1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+class TokenClock:
+    """Makes ordered, unique generation tokens: ``<16 hex clock>.<8 hex random>``.
+
+    The clock is wall time in nanoseconds, but never less than one more than any token it
+    has seen (:meth:`observe`), so a token made after reading another is always newer.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def observe(self, token: str) -> None:
+        """Remember *token*'s clock so that later tokens sort after it."""
+        stamp = token_time(token)
+        if stamp > self._last:
+            with self._lock:
+                if stamp > self._last:
+                    self._last = stamp
+
+    def new(self, pending_for: Optional[float] = None) -> str:
+        """A fresh token; with *pending_for*, a pending one that expires after that long."""
+        with self._lock:
+            stamp = max(time.time_ns(), self._last + 1)
+            self._last = stamp
+        token = f"{stamp:016x}.{secrets.token_hex(4)}"
+        if pending_for is not None:
+            token += f"~{_time() + pending_for:.0f}"
+        return token
+
+
+# ---------------------------------------------------------------------------------- layout
+
+
+def _is_local(cache: Cache) -> bool:
+    """Whether a layer lives only in this process (a memory cache, maybe wrapped)."""
+    while isinstance(cache, ProxyCache):
+        cache = cache.proxied
+    return isinstance(cache, MemoryCache)
+
+
+def _flatten(cache: Cache) -> list[Cache]:
+    """The single layers of *cache*, shallowest first, each as a cache of its own.
+
+    Nested LayeredCaches are opened up, and so is a plain SerialisedCache around one
+    (``SerialisedCache(LayeredCache([disk, redis]), ...)`` gives one serialised view per
+    layer), so bookkeeping can be read from the deepest layer alone.
+    """
+    if isinstance(cache, LayeredCache):
+        out: list[Cache] = []
+        for layer in cache.caches:
+            out.extend(_flatten(layer))
+        return out
+    if type(cache) is SerialisedCache:
+        inner = _flatten(cache.proxied)
+        if len(inner) > 1:
+            return [
+                SerialisedCache(layer, encode=cache.encode, decode=cache.decode) for layer in inner
+            ]
+    return [cache]
+
+
+def _revision(cache: LayeredCache) -> Any:
+    return (getattr(cache, "revision", 0), tuple(id(c) for c in cache.caches))
+
+
+class Layout:
+    """Which layer plays which part, derived from ``session.cache`` (and re-derived on change).
+
+    * ``memory``: the first layer when it is a :class:`MemoryCache`: built answers live there;
+    * ``store``: the layers after it (records are read and written there), or ``None``;
+    * ``shared``: every single layer that outlives the process, shallowest first;
+    * ``authorities``: where bookkeeping is read, deepest first (memory when nothing is shared).
+    """
+
+    def __init__(self, cache: LayeredCache) -> None:
+        self._cache = cache
+        self._seen: Any = None
+        self.memory: Optional[MemoryCache] = None
+        self.store: Optional[LayeredCache] = None
+        self.shared: list[Cache] = []
+        self.authorities: list[Cache] = []
+        self.writable: Cache = cache
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Re-derive the parts if the layers changed; returns whether they did."""
+        seen = _revision(self._cache)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        layers = list(self._cache.caches)
+        first = layers[0] if layers else None
+        if isinstance(first, MemoryCache):
+            self.memory = first
+            rest = layers[1:]
+        else:
+            self.memory = None
+            rest = layers
+        self.store = LayeredCache(rest) if rest else None
+        flat: list[Cache] = []
+        for layer in rest:
+            flat.extend(_flatten(layer))
+        self.shared = [layer for layer in flat if not _is_local(layer)]
+        deepest_first = list(reversed(self.shared)) or list(reversed(flat))
+        if not deepest_first:
+            deepest_first = [self.memory] if self.memory is not None else []
+        self.authorities = deepest_first
+        # Bookkeeping is written wherever it is read from, and to memory when alone.
+        writable = self.shared or flat
+        self.writable = LayeredCache(writable) if writable else self._cache
+        return True
+
+
+def _read_many(layers: Sequence[Cache], keys: list[str]) -> dict[str, Any]:
+    """Read *keys* from the first of *layers* that works (its misses are misses)."""
+    for layer in layers:
+        try:
+            return layer.get_many(keys)
+        except Exception as error:  # a broken layer: ask the next one
+            log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+    return {}
+
+
+def _write_many(target: Cache, mapping: Mapping[str, Any]) -> None:
+    try:
+        target.set_many(mapping)
+    except Exception as error:  # a broken layer must not break the tool
+        log.warning("writing bookkeeping failed: %s: %s", type(error).__name__, error)
+
+
+# ------------------------------------------------------------------------------- freshness
+
+
+class Freshness:
+    """The generations and epoch of one namespace, and the one rule that uses them.
+
+    Thread safe.  ``known`` holds the tokens confirmed since the clock last moved; every
+    check reads the clock (and the epoch) from the authority first, so a move by any
+    process is seen by the next check.
+    """
+
+    def __init__(
+        self,
+        keys: Keys,
+        layout: Layout,
+        *,
+        pending_seconds: float = PENDING_SECONDS,
+        on_epoch: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        self.keys = keys
+        self.layout = layout
+        self.pending_seconds = pending_seconds
+        self.tokens = TokenClock()
+        self._lock = threading.RLock()
+        self._known: dict[str, str] = {}
+        self._high: dict[str, str] = {}
+        self._clock_seen: Optional[str] = None
+        # Bumped whenever the known tokens are forgotten: a read that began before must
+        # not put its (possibly older) tokens back.
+        self._era = 0
+        self._on_epoch = on_epoch
+        self.epoch = ""
+        self._load_epoch()
+
+    # -- epoch -----------------------------------------------------------------------
+
+    def _load_epoch(self) -> None:
+        found = _read_many(self.layout.authorities, [self.keys.epoch])
+        epoch = found.get(self.keys.epoch)
+        if not isinstance(epoch, str) or not epoch:
+            epoch = self.tokens.new()
+            _write_many(self.layout.writable, {self.keys.epoch: epoch})
+        self._switch(epoch)
+
+    def _switch(self, epoch: str) -> None:
+        with self._lock:
+            if epoch == self.epoch:
+                return
+            changed = bool(self.epoch)
+            self.epoch = epoch
+            self._known.clear()
+            self._high.clear()
+            self._era += 1
+        if changed and self._on_epoch is not None:
+            self._on_epoch(epoch)
+
+    def flush(self) -> str:
+        """Start a new epoch (every record and generation of the old one is orphaned)."""
+        epoch = self.tokens.new()
+        _write_many(self.layout.writable, {self.keys.epoch: epoch, self.keys.clock: epoch})
+        with self._lock:
+            self._clock_seen = None
+        self._switch(epoch)
+        return epoch
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _gen_key(self, name: str) -> str:
+        return f"{self.keys.base}|{self.epoch}|g|{name}"
+
+    def refresh(self) -> None:
+        """Read the clock and epoch (one read); if the clock moved, forget every known token."""
+        keys = self.keys
+        found = _read_many(self.layout.authorities, [keys.clock, keys.epoch])
+        clock = found.get(keys.clock)
+        epoch = found.get(keys.epoch)
+        if isinstance(epoch, str) and epoch and epoch != self.epoch:
+            self._switch(epoch)
+        elif epoch is None and self.epoch:
+            # The authority lost its bookkeeping (a reset Redis): nothing of before holds.
+            self.flush()
+            return
+        if not isinstance(clock, str):
+            _write_many(self.layout.writable, {keys.clock: self.tokens.new()})
+            with self._lock:
+                self._known.clear()
+                self._clock_seen = None
+                self._era += 1
+            return
+        if clock != self._clock_seen:
+            with self._lock:
+                self._known.clear()
+                self._clock_seen = clock
+                self._era += 1
+
+    def current(
+        self,
+        names: Iterable[str],
+        refresh: bool = True,
+        created: Optional[set[str]] = None,
+    ) -> dict[str, str]:
+        """The current token of each generation in *names* (after one clock read).
+
+        Names no layer held get a new token; they are added to *created* if given.
+        """
+        if refresh:
+            self.refresh()
+        known = self._known
+        result: dict[str, str] = {}
+        missing: list[str] = []
+        for name in names:
+            token = known.get(name)
+            if token is None:
+                missing.append(name)
+            else:
+                result[name] = token
+        if missing:
+            result.update(self._load(missing, created))
+        return result
+
+    def _load(self, names: list[str], created: Optional[set[str]] = None) -> dict[str, str]:
+        """Read *names* from every shared layer; newest wins, regressions and gaps move."""
+        era = self._era
+        keys = [self._gen_key(name) for name in names]
+        layers = self.layout.authorities
+        found = _read_many(layers, keys)
+        others: list[dict[str, Any]] = []
+        for layer in layers[1:]:
+            try:
+                others.append(layer.get_many(keys))
+            except Exception:  # a broken shallower layer just does not vote
+                continue
+        now = _time()
+        fresh: list[str] = []
+        loaded: dict[str, str] = {}
+        with self._lock:
+            for name, key in zip(names, keys):
+                token = found.get(key)
+                if not isinstance(token, str) or not token:
+                    fresh.append(name)  # unknown: never trust a record made against it
+                    if created is not None:
+                        created.add(name)
+                    continue
+                newest = token_time(token)
+                high = self._high.get(name)
+                if high is not None and token_time(high) > newest:
+                    fresh.append(name)  # the authority went back in time
+                    continue
+                if any(isinstance(o.get(key), str) and token_time(o[key]) > newest for o in others):
+                    fresh.append(name)  # a shallower layer saw a later move than the authority
+                    continue
+                if is_pending(token) and _pending_deadline(token) < now:
+                    fresh.append(name)  # a writer died before its upkeep: start clean
+                    continue
+                self.tokens.observe(token)
+                if era == self._era:
+                    self._known[name] = token
+                loaded[name] = token
+                if high is None or token_time(token) >= token_time(high):
+                    self._high[name] = token
+        if fresh:
+            tokens, _ = self.move(fresh)
+            loaded.update(tokens)
+        return loaded
+
+    def seen_types(self) -> list[str]:
+        """Type-level generation names this process has met in the current epoch."""
+        with self._lock:
+            return [name for name in self._high if "#" not in name]
+
+    @property
+    def clock_seen(self) -> Optional[str]:
+        """The clock value the known tokens were read under (``None``: read it again)."""
+        return self._clock_seen
+
+    # -- the rule --------------------------------------------------------------------
+
+    def unchanged(self, gens: Mapping[str, str], refresh: bool = True) -> bool:
+        """Whether every token in *gens* is still current and none is pending."""
+        if not gens:
+            if refresh:
+                self.refresh()
+            return True
+        current = self.current(gens, refresh=refresh)
+        for name, token in gens.items():
+            now = current[name]
+            if now != token or "~" in now:
+                return False
+        return True
+
+    def usable(
+        self,
+        stamp: float,
+        gens: Mapping[str, str],
+        max_age: float,
+        refresh: bool = True,
+    ) -> bool:
+        """The freshness rule: younger than *max_age* and no generation it depends on moved."""
+        if stamp + max_age <= _time():
+            return False
+        return self.unchanged(gens, refresh=refresh)
+
+    # -- moving ----------------------------------------------------------------------
+
+    def move(
+        self,
+        names: Iterable[str],
+        pending: bool = False,
+        expect: Optional[Mapping[str, str]] = None,
+    ) -> tuple[dict[str, str], set[str]]:
+        """Replace the tokens of *names* everywhere; returns ``(new tokens, overtaken)``.
+
+        *pending* makes tokens that are never trusted (a write in flight).  With *expect*
+        (the tokens a write put there before its request), the names whose token someone
+        else replaced meanwhile are returned as *overtaken*.
+        """
+        names = sorted(set(names))
+        if not names:
+            return {}, set()
+        overtaken: set[str] = set()
+        if expect:
+            keys = {name: self._gen_key(name) for name in expect}
+            found = _read_many(self.layout.authorities, list(keys.values()))
+            overtaken = {name for name, key in keys.items() if found.get(key) != expect[name]}
+        pending_for = self.pending_seconds if pending else None
+        tokens = {name: self.tokens.new(pending_for) for name in names}
+        mapping: dict[str, Any] = {self._gen_key(name): token for name, token in tokens.items()}
+        mapping[self.keys.clock] = self.tokens.new()  # written last: readers see moves first
+        _write_many(self.layout.writable, mapping)
+        with self._lock:
+            # Someone else may have moved other names meanwhile: the next check reads the
+            # clock afresh and forgets what it knew; until then, these tokens are current.
+            self._clock_seen = None
+            self._known.update(tokens)
+            self._high.update(tokens)
+        return tokens, overtaken
+
+
+def entity_generations(entity_type: str, entity_id: int) -> list[str]:
+    """The generations one entity's change moves: its type and its bucket."""
+    return [entity_type, bucket_name(entity_type, entity_id)]
+
+
+# ------------------------------------------------------------------------------- event log
+
+Request = Callable[..., Any]
+
+
+class EventLog:
+    """Follows ShotGrid's ``EventLogEntry`` rows and moves what they changed.
+
+    The position (the last event id read, and ids that were missing, kept for *backlog*
+    seconds in case their transaction commits late) is kept in the shared layers, so every
+    process of a namespace continues from it.  The first read in a namespace, a gap in event
+    ids, or more than *limit* events at once flushes the namespace instead of guessing.
+    """
+
+    def __init__(
+        self,
+        freshness: Freshness,
+        request: Request,
+        *,
+        limit: int = 5000,
+        backlog: float = 300.0,
+        on_flush: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self.freshness = freshness
+        self.request = request
+        self.limit = limit
+        self.backlog = backlog
+        self.on_flush = on_flush
+
+    def _state(self) -> Optional[dict[str, Any]]:
+        keys = self.freshness.keys
+        found = _read_many(self.freshness.layout.authorities, [keys.sync]).get(keys.sync)
+        if isinstance(found, dict) and isinstance(found.get("last"), int):
+            return found
+        return None
+
+    def _save(self, last: int, holes: Mapping[int, float]) -> None:
+        state = {"last": last, "holes": {str(i): t for i, t in holes.items()}}
+        _write_many(self.freshness.layout.writable, {self.freshness.keys.sync: state})
+
+    def flush(self) -> None:
+        """Start a new epoch and tell the owner (which drops what it built)."""
+        self.freshness.flush()
+        if self.on_flush is not None:
+            self.on_flush()
+
+    def _restart(self, holes: Mapping[int, float]) -> None:
+        """Flush and continue from the newest event on the site."""
+        latest = self.request(
+            "find_one",
+            "EventLogEntry",
+            [],
+            ["id"],
+            order=[{"field_name": "id", "direction": "desc"}],
+        )
+        self.flush()
+        self._save(int(latest["id"]) if latest else 0, holes)
+
+    def sync(self) -> int:
+        """Read new events and move the generations they touch; returns how many were read."""
+        state = self._state()
+        if state is None:
+            self._restart({})
+            return 0
+        last: int = state["last"]
+        now = _time()
+        holes = {
+            int(i): float(t)
+            for i, t in (state.get("holes") or {}).items()
+            if str(i).isdigit() and isinstance(t, (int, float)) and now - t < self.backlog
+        }
+        filters: list[Any] = [["id", "greater_than", last]]
+        if holes:
+            filters.append(["id", "in", sorted(holes)])
+        events = list(
+            self.request(
+                "find",
+                "EventLogEntry",
+                filters,
+                EVENT_FIELDS,
+                order=[{"field_name": "id", "direction": "asc"}],
+                limit=self.limit,
+                **({"filter_operator": "any"} if holes else {}),
+            )
+        )
+        late = [e for e in events if e.get("id") in holes]
+        new = [e for e in events if isinstance(e.get("id"), int) and e["id"] > last]
+        if late:
+            self.apply(late)
+            for event in late:
+                holes.pop(event["id"], None)
+        if len(events) >= self.limit:
+            log.warning("more than %s new events; flushing the cache namespace", self.limit)
+            self._restart(holes)
+            return len(events)
+        gap = missing_ids(last, new)
+        if gap:
+            log.warning(
+                "event ids %s..%s are missing after id %s; flushing the cache namespace",
+                gap[0],
+                gap[-1],
+                last,
+            )
+            self.flush()
+            if len(gap) <= _MAX_HOLES:
+                holes.update(dict.fromkeys(gap, now))
+        elif new:
+            self.apply(new)
+        top = max([last] + [e["id"] for e in new])
+        self._save(top, holes)
+        return len(events)
+
+    def apply(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
+        """Move the generations of every type and entity *events* name; returns them."""
+        changes = changes_from_events(events)
+        names = set(changes.types)
+        for entity_type, entity_id in changes.entities:
+            names.add(bucket_name(entity_type, entity_id))
+        if names:
+            self.freshness.move(names)
+        return names

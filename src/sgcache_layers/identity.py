@@ -1,0 +1,544 @@
+"""The identity map: one :class:`~sgcache_layers.entity.Entity` per ``(type, id)``, and how
+new data merges into it.
+
+Merge rules (the same at every depth, sgsession's):
+
+* ``over=True`` lets new values win, ``over=False`` keeps what is there and only fills
+  gaps, ``over=None`` (the default) lets the side with the newer ``updated_at`` win (the
+  new side when either lacks one);
+* a link dict becomes the linked entity's instance, and the fields it carries (a display
+  ``name``, anything a deep query or a nested dict brought) merge into that instance under
+  the same rule; cyclic data merges into entities that reference each other;
+* a deep field (``entity.Shot.code``) is kept on the entity and also merged into the
+  linked entity (as ``code``);
+* lists keep their order and tuples stay tuples;
+* a row from a request that started before this session's own write of a field returned
+  never replaces that field (the session writes it, the row may predate it).
+
+Freshness travels with the data: each entity remembers the generations and time its fields
+were confirmed against (``_deps``, ``_t``).  When a newer answer brings an entity whose
+remembered generations have moved since, the fields that answer did not bring are dropped:
+they may no longer be true.  Thread safe: every change happens under one lock.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional
+
+from .entity import Entity, EntityOwner
+
+__all__ = ["UNCONFIRMED", "IdentityMap", "is_link", "link_types", "links_in", "newer"]
+
+_MISSING: Any = object()
+_CONTAINERS = (dict, list, tuple, Entity)
+
+StillCurrent = Callable[[Mapping[str, str]], bool]
+
+#: The generations of an entity whose fields are of unknown freshness (never current).
+UNCONFIRMED: Mapping[str, str] = {"~unconfirmed": "~"}
+
+
+def is_link(value: Any) -> bool:
+    """Whether *value* is a mapping shaped like a ShotGrid link (``type`` and an int ``id``)."""
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("type"), str)
+        and isinstance(value.get("id"), int)
+        and not isinstance(value.get("id"), bool)
+    )
+
+
+def link_types(data: Any, _depth: int = 0) -> set[str]:
+    """Entity types linked anywhere inside *data* (a field dict or value)."""
+    found: set[str] = set()
+    if _depth > 50:
+        return found
+    if isinstance(data, Entity):
+        found.add(data.type)
+        return found
+    if is_link(data):
+        found.add(data["type"])
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            if name not in ("type", "id"):
+                found |= link_types(value, _depth + 1)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            found |= link_types(value, _depth + 1)
+    return found
+
+
+def links_in(data: Any, _depth: int = 0) -> set[tuple[str, int]]:
+    """``(type, id)`` of every entity linked anywhere inside *data*."""
+    found: set[tuple[str, int]] = set()
+    if _depth > 50:
+        return found
+    if isinstance(data, Entity):
+        found.add(data.key)
+        return found
+    if is_link(data):
+        found.add((data["type"], data["id"]))
+    if isinstance(data, Mapping):
+        for name, value in data.items():
+            if name not in ("type", "id"):
+                found |= links_in(value, _depth + 1)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            found |= links_in(value, _depth + 1)
+    return found
+
+
+def newer(new: Any, old: Any) -> bool:
+    """Whether data stamped *new* should win over data stamped *old* (``updated_at``)."""
+    if new is None or old is None:
+        return True
+    try:
+        return not new < old
+    except TypeError:  # naive against aware, or not times at all: cannot tell, take new
+        if isinstance(new, _dt.datetime) and isinstance(old, _dt.datetime):
+            try:
+                return not new.timestamp() < old.timestamp()
+            except (OverflowError, ValueError, OSError):
+                return True
+        return True
+
+
+class IdentityMap:
+    """One entity per ``(type, id)`` for *owner*, with the merge rules of this module.
+
+    *still_current* tells whether generations an entity was confirmed against have not
+    moved (the owner's freshness rule, without reading storage again).
+    """
+
+    def __init__(self, owner: EntityOwner, still_current: StillCurrent) -> None:
+        self.owner = owner
+        self.still_current = still_current
+        self.lock = threading.RLock()
+        self._by_type: dict[str, dict[int, Entity]] = {}
+        self.backrefs_on = False
+        # Fields this session wrote: (type, id) -> {field: request number at return}.
+        self._marks: dict[tuple[str, int], dict[str, int]] = {}
+        self._numbers = itertools.count(1)
+        self._active: Counter[int] = Counter()
+
+    # -- the map -----------------------------------------------------------------------
+
+    def get(self, entity_type: str, entity_id: int) -> Optional[Entity]:
+        """The entity if this map holds it (never creates one)."""
+        by_id = self._by_type.get(entity_type)
+        return by_id.get(entity_id) if by_id is not None else None
+
+    def entity(self, entity_type: str, entity_id: int) -> Entity:
+        """The one entity for ``(entity_type, entity_id)``, made if new."""
+        by_id = self._by_type.get(entity_type)
+        if by_id is not None:
+            found = by_id.get(entity_id)
+            if found is not None:
+                return found
+        with self.lock:
+            by_id = self._by_type.setdefault(entity_type, {})
+            found = by_id.get(entity_id)
+            if found is None:
+                found = by_id[entity_id] = Entity(self.owner, entity_type, entity_id)
+            return found
+
+    def entities(self) -> list[Entity]:
+        """A snapshot of every entity held."""
+        with self.lock:
+            return [e for by_id in self._by_type.values() for e in by_id.values()]
+
+    def __len__(self) -> int:
+        return sum(len(by_id) for by_id in list(self._by_type.values()))
+
+    def clear(self) -> None:
+        """Forget every entity (they stay usable as plain dicts by whoever holds them)."""
+        with self.lock:
+            self._by_type = {}
+            self._marks.clear()
+            self.backrefs_on = False
+
+    def invalidate(self, keys: Optional[Iterable[tuple[str, int]]] = None) -> None:
+        """Make entities (all, or those of *keys*) unconfirmed: their next ``get`` re-reads."""
+        with self.lock:
+            if keys is None:
+                for by_id in self._by_type.values():
+                    for entity in by_id.values():
+                        if entity._deps is not None:
+                            entity._deps = UNCONFIRMED
+                return
+            for entity_type, entity_id in keys:
+                found = self.get(entity_type, entity_id)
+                if found is not None and found._deps is not None:
+                    found._deps = UNCONFIRMED
+
+    # -- requests and writes ---------------------------------------------------------
+
+    def begin(self) -> int:
+        """Number a read request before it is sent (see :meth:`mark_written`)."""
+        number = next(self._numbers)
+        with self.lock:
+            self._active[number] += 1
+        return number
+
+    def end(self, number: int) -> None:
+        """The read numbered *number* is merged; forget marks no read in flight can need."""
+        with self.lock:
+            self._active[number] -= 1
+            if self._active[number] <= 0:
+                del self._active[number]
+            if self._marks and len(self._marks) > 64:
+                oldest = min(self._active, default=next(self._numbers))
+                for key in [k for k, m in self._marks.items() if max(m.values()) < oldest]:
+                    del self._marks[key]
+
+    def mark_written(self, entity: Entity, names: Iterable[str]) -> None:
+        """*entity*'s *names* were just written: rows of reads already in flight lose to them."""
+        number = next(self._numbers)
+        with self.lock:
+            if not self._active:
+                return  # no read in flight could carry an older value
+            marks = self._marks.setdefault(entity._key, {})
+            for name in names:
+                marks[name] = number
+
+    # -- merging ---------------------------------------------------------------------
+
+    def merge(
+        self, data: Any, over: Optional[bool] = None, deps: Optional[Mapping[str, str]] = None
+    ) -> Any:
+        """A copy of *data* with every entity-like dict replaced by its merged entity.
+
+        *deps* are the generations the data was confirmed against (``None``: unknown, so
+        the entities it touches are no longer confirmed).
+        """
+        with self.lock:
+            job = _Merge(self, UNCONFIRMED if deps is None else deps, over, 0)
+            return job.any(data)
+
+    def merge_rows(
+        self,
+        entity_type: str,
+        rows: Iterable[Mapping[str, Any]],
+        deps: Mapping[str, str],
+        stamp: float,
+        over: Optional[bool] = None,
+        number: int = 0,
+    ) -> list[Entity]:
+        """Merge rows of one type: an answer confirmed against *deps*, asked at *stamp*.
+
+        Returns the entities in row order.  *number* is the request's (:meth:`begin`).
+        """
+        out: list[Entity] = []
+        append = out.append
+        with self.lock:
+            job = _Merge(self, deps, over, number)
+            by_id = self._by_type.setdefault(entity_type, {})
+            fill = job.fill_new
+            for row in rows:
+                entity_id = row["id"]
+                entity = by_id.get(entity_id)
+                if entity is None:
+                    entity = by_id[entity_id] = Entity(self.owner, entity_type, entity_id)
+                    fill(entity, row)
+                    entity._t = stamp
+                else:
+                    job.adopt(entity, row)
+                    job.fields(entity, row, over)
+                    if entity._t == 0.0 or entity._t > stamp:
+                        entity._t = stamp
+                entity._exists = True
+                append(entity)
+        return out
+
+    def merge_fields(
+        self,
+        entity: Entity,
+        fields: Mapping[str, Any],
+        over: Optional[bool],
+        deps: Optional[Mapping[str, str]] = None,
+        number: int = 0,
+    ) -> None:
+        """Merge raw field values into *entity* (confirmed against *deps*, if known)."""
+        with self.lock:
+            job = _Merge(self, UNCONFIRMED if deps is None else deps, over, number)
+            job.adopt(entity, fields)
+            job.fields(entity, fields, over)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def drop_deep_through(self, entity: Entity, heads: Iterable[str]) -> None:
+        """Forget deep values read through links in *heads* (they were just changed)."""
+        heads = set(heads)
+        with self.lock:
+            for name in list(dict.keys(entity)):
+                if "." in name and name.split(".", 1)[0] in heads:
+                    dict.pop(entity, name, None)
+
+    # -- backrefs --------------------------------------------------------------------
+
+    def index_backrefs(self) -> None:
+        """Build the backref index on first use; merges keep it up to date afterwards.
+
+        A tool that never looks at backrefs (most of them) never pays for them.
+        """
+        with self.lock:
+            if self.backrefs_on:
+                return
+            for entity in self.entities():
+                for name, value in list(dict.items(entity)):
+                    if "." not in name and name != "type" and name != "id":
+                        self._add_backrefs(entity, name, value)
+            self.backrefs_on = True
+
+    @staticmethod
+    def _add_backrefs(entity: Entity, field_name: str, value: Any) -> None:
+        """Record on each entity *value* links to that *entity* links to it by *field_name*."""
+        key = (entity._key[0], field_name)
+        for item in value if value.__class__ is list else (value,):
+            if item.__class__ is Entity:
+                backrefs = item._backrefs
+                if backrefs is None:
+                    backrefs = item._backrefs = {}
+                refs = backrefs.get(key)
+                if refs is None:
+                    refs = backrefs[key] = set()
+                refs.add(entity)
+
+    def _unlink(self, entity: Entity, field_name: str) -> None:
+        """Remove the backrefs *entity*'s current *field_name* value put on other entities."""
+        if not self.backrefs_on:
+            return
+        value = dict.get(entity, field_name)
+        key = (entity._key[0], field_name)
+        for item in value if value.__class__ is list else (value,):
+            if item.__class__ is Entity and item._backrefs is not None:
+                refs = item._backrefs.get(key)
+                if refs is not None:
+                    refs.discard(entity)
+
+
+class _Merge:
+    """One merge under the map's lock: the rules of the module, with per-merge memos."""
+
+    __slots__ = ("map", "deps", "over", "number", "seen", "_current", "_unions", "_marks")
+
+    def __init__(
+        self,
+        identity: IdentityMap,
+        deps: Mapping[str, str],
+        over: Optional[bool],
+        number: int,
+    ) -> None:
+        self.map = identity
+        self.deps = deps
+        self.over = over
+        self.number = number
+        self.seen: set[Any] = set()
+        self._current: dict[int, bool] = {}
+        self._unions: dict[int, Mapping[str, str]] = {}
+        self._marks = identity._marks
+
+    # -- freshness -------------------------------------------------------------------
+
+    def adopt(self, entity: Entity, incoming: Mapping[str, Any]) -> None:
+        """Before *incoming* merges: make the entity's generations cover both sides.
+
+        When what the entity held was confirmed against generations that have moved since,
+        the fields *incoming* does not bring may be out of date, and are dropped.
+        """
+        old = entity._deps
+        deps = self.deps
+        if old is deps:
+            return
+        if old is None:
+            entity._deps = deps
+            return
+        ok = False
+        if old is not UNCONFIRMED and deps is not UNCONFIRMED:
+            ok_cached = self._current.get(id(old))
+            if ok_cached is None:
+                ok_cached = self._current[id(old)] = self.map.still_current(old)
+            ok = ok_cached
+        if deps is UNCONFIRMED:
+            entity._deps = UNCONFIRMED
+            if ok or old is UNCONFIRMED:
+                return
+        elif ok:
+            union = self._unions.get(id(old))
+            if union is None:
+                union = self._unions[id(old)] = {**old, **deps}
+            entity._deps = union
+            return
+        else:
+            entity._deps = deps
+        protected = self._marks.get(entity._key, ())
+        for name in [n for n in dict.keys(entity) if n not in incoming]:
+            if name != "type" and name != "id" and name not in protected:
+                self.map._unlink(entity, name)
+                dict.__delitem__(entity, name)
+        entity._t = 0.0
+
+    # -- fields ----------------------------------------------------------------------
+
+    def fill_new(self, entity: Entity, row: Mapping[str, Any]) -> None:
+        """A row into a brand-new entity (nothing older to keep, nothing to check)."""
+        setitem = dict.__setitem__
+        convert = self.convert
+        deep = None
+        backrefs = self.map.backrefs_on
+        entity._deps = self.deps
+        seen = self.seen
+        seen.add(entity._key)
+        for name, value in row.items():
+            cls = value.__class__
+            if cls is dict or cls is list or cls is tuple or cls is Entity:
+                value = convert(value, None)
+            setitem(entity, name, value)
+            if "." in name:
+                if deep is None:
+                    deep = [name]
+                else:
+                    deep.append(name)
+            elif backrefs and name != "type" and name != "id":
+                self.map._add_backrefs(entity, name, value)
+        if deep is not None:
+            self.spread_deep(entity, deep, True)
+        seen.discard(entity._key)
+
+    def fields(self, entity: Entity, fields: Mapping[str, Any], over: Optional[bool]) -> None:
+        """Merge raw *fields* into *entity* (already adopted)."""
+        if over is None:
+            over = newer(fields.get("updated_at"), dict.get(entity, "updated_at"))
+        marks = self._marks
+        protected = marks.get(entity._key) if marks else None
+        number = self.number
+        contains = dict.__contains__
+        setitem = dict.__setitem__
+        identity = self.map
+        convert = self.convert
+        deep: Optional[list[str]] = None
+        linked_heads: Optional[set[str]] = None
+        seen = self.seen
+        seen.add(entity._key)
+        for name, value in fields.items():
+            if name == "type" or name == "id":
+                continue
+            if protected is not None and protected.get(name, 0) > number > 0:
+                continue
+            present = contains(entity, name)
+            cls = value.__class__
+            if present and not over:
+                if cls is dict or cls is list or cls is tuple or cls is Entity:
+                    convert(value, over)  # keep the value; what nested links bring merges
+                continue
+            if cls is dict or cls is list or cls is tuple or cls is Entity:
+                value = convert(value, over)
+                cls = value.__class__
+            if present and identity.backrefs_on:
+                identity._unlink(entity, name)
+            setitem(entity, name, value)
+            if "." in name:
+                if deep is None:
+                    deep = []
+                deep.append(name)
+            elif cls is Entity or cls is list:
+                if identity.backrefs_on:
+                    identity._add_backrefs(entity, name, value)
+                if cls is Entity:
+                    if linked_heads is None:
+                        linked_heads = set()
+                    linked_heads.add(name)
+        if linked_heads is not None:
+            # A link that arrives now also receives deep values held from before.
+            merged = set(deep or ())
+            for name in list(dict.keys(entity)):
+                if "." in name and name not in merged and name.split(".", 1)[0] in linked_heads:
+                    if deep is None:
+                        deep = []
+                    deep.append(name)
+        if deep:
+            self.spread_deep(entity, deep, over)
+        seen.discard(entity._key)
+
+    def spread_deep(self, entity: Entity, names: list[str], over: bool) -> None:
+        """Merge deep values (``entity.Shot.code``) into the linked entities as ``code``."""
+        getitem = dict.__getitem__
+        for name in names:
+            parts = name.split(".", 2)
+            if len(parts) != 3:
+                continue
+            head, link_type, rest = parts
+            target = dict.get(entity, head)
+            if target.__class__ is not Entity or target._key[0] != link_type:
+                continue
+            value = getitem(entity, name)
+            if target._deps is not self.deps:
+                self.adopt(target, {rest: value, "name": None})
+            if "." not in rest and value.__class__ not in _CONTAINERS:
+                if over or not dict.__contains__(target, rest):
+                    dict.__setitem__(target, rest, value)
+            elif target._key not in self.seen:
+                self.fields(target, {rest: value}, over)
+
+    def convert(self, value: Any, over: Optional[bool]) -> Any:
+        """A copy of a raw value with links turned into entities (never shares containers)."""
+        cls = value.__class__
+        identity = self.map
+        if cls is Entity:
+            if value.session is identity.owner:
+                return value
+            value = dict(value)
+            cls = dict
+        if cls is dict:
+            link_id = value.get("id")
+            link_type = value.get("type")
+            if link_id.__class__ is int and link_type.__class__ is str:
+                by_id = identity._by_type.get(link_type)
+                target = by_id.get(link_id) if by_id is not None else None
+                if target is None:
+                    target = identity.entity(link_type, link_id)
+                    target._deps = self.deps
+                elif target._deps is not self.deps:
+                    self.adopt(target, value)
+                if len(value) == 3 and "name" in value:
+                    # The usual link {type, id, name}: the display name is always current.
+                    if over is not False or not dict.__contains__(target, "name"):
+                        name = value["name"]
+                        if dict.get(target, "name", _MISSING) != name:
+                            dict.__setitem__(target, "name", name)
+                elif len(value) > 2 and target._key not in self.seen:
+                    self.fields(target, value, over)
+                return target
+            return {k: self.convert(v, over) for k, v in value.items()}
+        if cls is list:
+            return [self.convert(v, over) for v in value]
+        if cls is tuple:
+            return tuple(self.convert(v, over) for v in value)
+        if isinstance(value, Mapping):
+            return self.convert(dict(value), over)
+        if isinstance(value, list):
+            return self.convert(list(value), over)
+        return value
+
+    def any(self, data: Any) -> Any:
+        """The user-facing merge of any structure (see :meth:`IdentityMap.merge`)."""
+        if isinstance(data, Entity) and data.session is self.map.owner:
+            return data
+        if is_link(data):
+            entity = self.map.entity(data["type"], data["id"])
+            if entity._key not in self.seen:
+                self.adopt(entity, data)
+                self.fields(entity, data, self.over)
+            return entity
+        if isinstance(data, Mapping):
+            return {k: self.any(v) for k, v in data.items()}
+        if isinstance(data, tuple):
+            return tuple(self.any(v) for v in data)
+        if isinstance(data, list):
+            return [self.any(v) for v in data]
+        return data

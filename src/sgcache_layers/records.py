@@ -1,0 +1,427 @@
+"""What a session stores under which key: the namespace, the key shapes, the record formats.
+
+Every key starts with a namespace made of the format version, the site and the client's
+permission identity and options (:class:`Namespace`); data keys also carry the namespace's
+*epoch*, which :meth:`~sgcache_layers.session.Session.flush` replaces.  Records are plain
+dicts (so any layer can hold them) with a version ``v``, a kind ``k``, the time ``t`` their
+data was asked for and the generation tokens ``g`` it was checked against:
+
+``q``  a ``find`` answer: the entity type ``T`` and the rows ``r`` exactly as ShotGrid gave
+       them, in order (one record per answer, read with one cache read and one decode);
+``e``  one entity's fields ``f`` (``T``, ``i``), written by ``get``, ``fetch`` and writes;
+``x``  a retired entity (``T``, ``i``);
+``v``  any other answer ``d`` (``summarize``, schema reads).
+
+:func:`encode` turns a record into text that the fast JSON parser reads in one call, with
+datetime and date columns named in the record instead of tagged value by value; data the
+fast format cannot carry exactly (integers beyond 64 bits, NaN, lone surrogates, tuples,
+nested datetimes) takes the exact, slower path of :mod:`sgcache_layers.codec`.
+:func:`decode` reads both, and :func:`valid` turns anything malformed into ``None`` (a miss).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from . import codec
+from .codec import CodecError
+
+__all__ = [
+    "BUCKETS",
+    "FORMAT_VERSION",
+    "KINDS",
+    "PREFIX",
+    "Keys",
+    "Namespace",
+    "bucket_name",
+    "decode",
+    "encode",
+    "is_record",
+    "valid",
+]
+
+#: Version of the record format; part of every key and every record.
+FORMAT_VERSION = 2
+#: The first part of every key a session writes.
+PREFIX = f"sgcl{FORMAT_VERSION}"
+#: Record kinds (see the module docstring).
+KINDS = frozenset({"q", "e", "x", "v"})
+#: Entities of one type share this many generation buckets (``Shot#17``).
+BUCKETS = 1024
+
+_FAST_FRAME = "~" + PREFIX
+_EXACT_FRAME = "~" + PREFIX + "x"
+_FAST_HEAD = f'["{_FAST_FRAME}",'
+_EXACT_HEAD = f'["{_EXACT_FRAME}",'
+_INT_MIN = -(2**63)
+_INT_END = 2**64
+_DATETIME = _dt.datetime
+_DATE = _dt.date
+_Text = Union[str, bytes]
+# The fast frame holds no tags: read without the tag hook, whichever parser reads it.
+_PLAIN_LOADS = json.JSONDecoder().decode
+
+
+def _escape(part: str) -> str:
+    """Percent-escape a namespace part so no two identities can spell the same key."""
+    return urllib.parse.quote(part, safe="")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """Who asks, where and how: the part of every key that keeps answers apart.
+
+    *identity* and *options* are ``(name, value)`` pairs (``("script", "tool")``,
+    ``("sudo", "alice")``, ``("utc", "1")``).  Each value is percent-escaped, so
+    ``script=tool;sudo=alice`` can only come from a script ``tool`` acting as ``alice``.
+    """
+
+    site: str
+    identity: tuple[tuple[str, str], ...]
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def base(self) -> str:
+        """``sgcl2|<site>|<identity and options>``: the prefix of every key."""
+        parts = ";".join(f"{name}={_escape(value)}" for name, value in self.identity + self.options)
+        return f"{PREFIX}|{_escape(self.site)}|{parts}"
+
+
+class Keys:
+    """The keys of one namespace: bookkeeping, generations and data under an epoch."""
+
+    __slots__ = ("base", "epoch", "sync", "clock", "watch", "stats", "_gen")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        #: The namespace epoch (replaced by a flush).
+        self.epoch = base + "|epoch"
+        #: Where the event log was last read (``sync()``).
+        self.sync = base + "|sync"
+        #: Replaced with every generation move, so one read tells whether any moved.
+        self.clock = base + "|clock"
+        #: The farm watcher's heartbeat.
+        self.watch = base + "|watch"
+        #: Farm-wide counters.
+        self.stats = base + "|stats"
+        self._gen = base + "|g|"
+
+    def gen(self, name: str) -> str:
+        """The key of generation *name* (an entity type, or a type's bucket ``Shot#17``)."""
+        return self._gen + name
+
+    def data(self, epoch: str, kind: str, entity_type: str, rest: Union[str, int]) -> str:
+        """A data key: ``<base>|<epoch>|<kind>|<type or method>|<id or digest>``."""
+        return f"{self.base}|{epoch}|{kind}|{entity_type}|{rest}"
+
+    @staticmethod
+    def digest(text: str) -> str:
+        """A short, stable digest of a call's canonical text."""
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def bucket_name(entity_type: str, entity_id: int) -> str:
+    """The generation bucket that one entity's changes move."""
+    return f"{entity_type}#{entity_id % BUCKETS}"
+
+
+# ----------------------------------------------------------------------------- validity
+
+
+def _is_token_map(value: Any) -> bool:
+    return value.__class__ is dict and all(
+        k.__class__ is str and v.__class__ is str for k, v in value.items()
+    )
+
+
+def _is_time(value: Any) -> bool:
+    cls = value.__class__
+    return (cls is float or cls is int) and math.isfinite(value)
+
+
+def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
+    """*value* if it is a well-formed record of one of *kinds*, else ``None`` (a miss).
+
+    Checks the shape only: a record of another version, a damaged one or a foreign value
+    is never an error, just not an answer.
+    """
+    if value.__class__ is not dict or value.get("v") != FORMAT_VERSION:
+        return None
+    kind = value.get("k")
+    if (
+        not isinstance(kind, str)
+        or kind not in kinds
+        or not _is_time(value.get("t"))
+        or not _is_token_map(value.get("g"))
+    ):
+        return None
+    if kind == "v":
+        return value if "d" in value else None
+    entity_type = value.get("T")
+    if entity_type.__class__ is not str:
+        return None
+    if kind == "q":
+        rows = value.get("r")
+        if rows.__class__ is not list:
+            return None
+        for row in rows:
+            if (
+                row.__class__ is not dict
+                or row.get("type") != entity_type
+                or row.get("id").__class__ is not int
+            ):
+                return None
+        return value
+    if value.get("i").__class__ is not int:
+        return None
+    if kind == "e":
+        fields = value.get("f")
+        return value if fields.__class__ is dict else None
+    return value
+
+
+def is_record(value: Any) -> bool:
+    """Whether *value* is shaped like a record of this format (so :func:`encode` takes it)."""
+    return valid(value) is not None
+
+
+# ------------------------------------------------------------------------------ encoding
+
+
+def _plain(value: Any) -> bool:
+    """Whether *value* is JSON the fast parser reads back exactly (no dates, no tuples)."""
+    cls = value.__class__
+    if cls is str or value is None or cls is bool:
+        return True
+    if cls is int:
+        return bool(_INT_MIN <= value < _INT_END)
+    if cls is dict:
+        for key, item in value.items():
+            if key.__class__ is not str or not _plain(item):
+                return False
+        return True
+    if cls is list:
+        return all(_plain(item) for item in value)
+    if cls is float:
+        return math.isfinite(value)
+    return False
+
+
+def _column_kinds(rows: Iterable[Mapping[str, Any]]) -> Optional[dict[str, str]]:
+    """Per field name: ``"t"`` (datetime), ``"d"`` (date) or ``"s"`` (plain JSON).
+
+    ``None`` when some value fits none of them, or one name holds two kinds: then the
+    record takes the exact path.
+    """
+    kinds: dict[str, str] = {}
+    get = kinds.get
+    for row in rows:
+        for name, value in row.items():
+            if value is None:
+                continue
+            cls = value.__class__
+            if cls is str or cls is bool:
+                kind = "s"
+            elif cls is int:
+                if not _INT_MIN <= value < _INT_END:
+                    return None
+                kind = "s"
+            elif cls is _DATETIME:
+                if value.tzinfo is not None:
+                    offset = value.utcoffset()
+                    if offset is None or offset.seconds % 60 or offset.microseconds:
+                        return None  # the fast writer keeps whole minutes of offset only
+                kind = "t"
+            elif cls is _DATE:
+                kind = "d"
+            elif cls is dict or cls is list:
+                if not _plain(value):
+                    return None
+                kind = "s"
+            elif cls is float:
+                if not math.isfinite(value):
+                    return None
+                kind = "s"
+            else:
+                return None
+            if name.__class__ is not str:
+                return None
+            seen = get(name)
+            if seen is None:
+                kinds[name] = kind
+            elif seen != kind:
+                return None
+    return kinds
+
+
+def _fast_text(record: dict[str, Any]) -> Optional[str]:
+    """*record* in the fast frame, or ``None`` when it holds what that frame cannot carry."""
+    dumps = codec.fast_dumps()
+    kind = record["k"]
+    if kind == "q":
+        kinds = _column_kinds(record["r"])
+    elif kind == "e":
+        kinds = _column_kinds([record["f"]])
+    elif kind == "v":
+        kinds = {} if _plain(record["d"]) else None
+    else:
+        kinds = {}
+    if kinds is None:
+        return None
+    head = {key: value for key, value in record.items() if key not in ("r", "f", "d")}
+    if not _plain(head):
+        return None
+    body = dict(record)
+    datetimes = [name for name, kind in kinds.items() if kind == "t"]
+    dates = [name for name, kind in kinds.items() if kind == "d"]
+    if datetimes:
+        body["~t"] = datetimes
+    if dates:
+        body["~d"] = dates
+    if dumps is not None:
+        try:
+            return _FAST_HEAD + dumps(body).decode("utf-8") + "]"
+        except (TypeError, ValueError) + codec.FAST_ERRORS:
+            return None  # lone surrogates and the like: the exact path takes them
+    if datetimes or dates:
+        body = _stringify(body, kind, datetimes, dates)
+    try:
+        return _FAST_HEAD + codec.dumps(body, escape=False) + "]"
+    except (TypeError, ValueError):
+        return None
+
+
+def _stringify(
+    body: dict[str, Any], kind: str, datetimes: list[str], dates: list[str]
+) -> dict[str, Any]:
+    """A copy of *body* with its datetime and date columns as ISO text (no fast writer)."""
+    names = datetimes + dates
+
+    def convert(fields: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(fields)
+        for name in names:
+            value = out.get(name)
+            if value is not None:
+                out[name] = value.isoformat()
+        return out
+
+    body = dict(body)
+    if kind == "q":
+        body["r"] = [convert(row) for row in body["r"]]
+    else:
+        body["f"] = convert(body["f"])
+    return body
+
+
+def encode(record: dict[str, Any]) -> str:
+    """Text for *record* (which must be :func:`valid`); raises ``TypeError`` for bad data."""
+    text = _fast_text(record)
+    if text is not None:
+        return text
+    return _EXACT_HEAD + codec.dumps(record) + "]"
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def _restore(
+    rows: Iterable[dict[str, Any]],
+    datetimes: Any,
+    dates: Any,
+    tz: Optional[_dt.tzinfo],
+) -> None:
+    """Turn the named ISO-text columns of *rows* back into datetimes and dates, in place."""
+    if datetimes.__class__ is not list or dates.__class__ is not list:
+        raise CodecError("a record names its date columns wrongly")
+    fromiso = _DATETIME.fromisoformat
+    for name in datetimes:
+        for row in rows:
+            value = row.get(name)
+            if value is not None:
+                value = fromiso(value)
+                if tz is not None and value.tzinfo is not None:
+                    value = value.astimezone(tz)
+                row[name] = value
+    fromiso_date = _DATE.fromisoformat
+    for name in dates:
+        for row in rows:
+            value = row.get(name)
+            if value is not None:
+                row[name] = fromiso_date(value)
+
+
+def decode(text: _Text, tz: Optional[_dt.tzinfo] = None) -> dict[str, Any]:
+    """The record in *text* (written by :func:`encode`); :class:`CodecError` otherwise.
+
+    *tz*, when given, is the time zone aware datetimes are converted to on the way out
+    (the client's own conversion), so a cached answer matches what the client returns.
+    """
+    if not isinstance(text, str):
+        try:
+            text = bytes(text).decode("utf-8")
+        except (UnicodeDecodeError, TypeError) as error:
+            raise CodecError(f"a cached record is not text: {error}") from None
+    assert isinstance(text, str)
+    if text.startswith(_FAST_HEAD):
+        loads = codec.fast_loads()
+        try:
+            data = loads(text) if loads is not None else _PLAIN_LOADS(text)
+        except codec.FAST_ERRORS:
+            try:  # text from a writer without the fast parser (e.g. escaped surrogates)
+                data = _PLAIN_LOADS(text)
+            except ValueError as error:
+                raise CodecError(f"cannot decode a cached record: {error}") from None
+        except ValueError as error:
+            raise CodecError(f"cannot decode a cached record: {error}") from None
+        if data.__class__ is not list or len(data) != 2 or data[1].__class__ is not dict:
+            raise CodecError("a cached record has the wrong frame")
+        record: dict[str, Any] = data[1]
+        datetimes = record.pop("~t", [])
+        dates = record.pop("~d", [])
+        if datetimes or dates:
+            kind = record.get("k")
+            rows = record.get("r") if kind == "q" else [record.get("f")]
+            if rows.__class__ is not list or not all(r.__class__ is dict for r in rows):
+                raise CodecError("a cached record has dated columns but no rows")
+            try:
+                _restore(rows, datetimes, dates, tz)
+            except (TypeError, ValueError, AttributeError) as error:
+                raise CodecError(f"a cached record has a bad date or time: {error}") from None
+        return record
+    if text.startswith(_EXACT_HEAD):
+        data = codec.loads(text)
+        if data.__class__ is not list or len(data) != 2 or data[1].__class__ is not dict:
+            raise CodecError("a cached record has the wrong frame")
+        record = data[1]
+        if tz is not None:
+            _to_zone(record, tz)
+        return record
+    raise CodecError("not a record of this format")
+
+
+def _to_zone(record: dict[str, Any], tz: _dt.tzinfo) -> None:
+    """Convert the top-level aware datetimes of an exact record's rows or fields to *tz*."""
+    kind = record.get("k")
+    rows = record.get("r") if kind == "q" else [record.get("f")] if kind == "e" else []
+    if rows.__class__ is not list:
+        return
+    for row in rows:
+        if row.__class__ is not dict:
+            continue
+        for name, value in row.items():
+            if value.__class__ is _DATETIME and value.tzinfo is not None:
+                row[name] = value.astimezone(tz)
+
+
+def is_text_record(text: Any) -> bool:
+    """Whether *text* is in one of this format's record frames (cheap prefix test)."""
+    if text.__class__ is bytes:
+        return text.startswith(_FAST_HEAD.encode()) or text.startswith(_EXACT_HEAD.encode())
+    return text.__class__ is str and (text.startswith(_FAST_HEAD) or text.startswith(_EXACT_HEAD))
