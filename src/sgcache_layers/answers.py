@@ -26,7 +26,7 @@ from .cache import Cache
 from .entity import Entity
 from .fetching import Requests, SingleFlight, WriteBehind, is_unavailable
 from .freshness import Freshness, Layout, token_time
-from .identity import UNCONFIRMED, IdentityMap
+from .identity import UNCONFIRMED, IdentityMap, container_fields
 from .records import FORMAT_VERSION, Keys, bucket_name
 
 __all__ = ["Answer", "Answers", "Policy", "plain"]
@@ -154,6 +154,7 @@ class Answers:
         self.tz = tz
         self.flights = SingleFlight()
         self._keep_richer = self._richer  # one object: the writer batches by it
+        self._keys_memo: dict[str, tuple[str, str]] = {}
 
     # -- layers ----------------------------------------------------------------------
 
@@ -302,15 +303,48 @@ class Answers:
 
     # -- find ------------------------------------------------------------------------
 
+    def find_cached(
+        self, key_rest: str, entity_type: str, policy: Policy
+    ) -> Optional[list[Entity]]:
+        """The short way for an answer this process already built and may still use."""
+        memory = self.layout.memory
+        if memory is None or policy.mode != "cached" or policy.bypass:
+            return None
+        freshness = self.freshness
+        epoch = freshness.epoch
+        memo = self._keys_memo
+        key = memo.get(key_rest)
+        if key is None or key[0] != epoch:
+            if len(memo) > 4096:
+                memo.clear()
+            key = memo[key_rest] = (epoch, self.data_key("q", entity_type, key_rest))
+        try:
+            answer = memory.get(key[1])
+        except Exception:  # absent, or a broken memory layer: the long way says which
+            return None
+        if answer.__class__ is not Answer:
+            return None
+        entities = answer.entities
+        gens = answer.gens
+        if entities is None or answer.t + policy.max_age <= _time() or _MOVED in gens:
+            return None
+        if not freshness.unchanged(gens) or freshness.epoch != epoch:
+            return None
+        self.stats.hits["query"] += 1
+        return list(entities)
+
     def find(
         self,
         key_rest: str,
         entity_type: str,
-        deps: Sequence[str],
+        deps: Callable[[], Sequence[str]],
         ask: Callable[[], list[dict[str, Any]]],
         policy: Policy,
     ) -> list[Entity]:
-        """A ``find`` answer: from memory, from a record, or from ShotGrid (once)."""
+        """A ``find`` answer: from memory, from a record, or from ShotGrid (once).
+
+        *deps* gives the types the answer depends on (asked only on a miss).
+        """
         hint: list[str] = []
         if policy.reads or policy.offline:
             for _ in range(2):
@@ -327,7 +361,7 @@ class Answers:
                 return []
         key = self.data_key("q", entity_type, key_rest)
         # The types an earlier answer turned out to depend on are read before asking too.
-        wanted = list(dict.fromkeys(list(deps) + [n for n in hint if n != _MOVED]))
+        wanted = list(dict.fromkeys(list(deps()) + [n for n in hint if n != _MOVED]))
 
         def fill() -> Answer:
             return self._ask_find(key, entity_type, wanted, ask, policy)
@@ -367,7 +401,12 @@ class Answers:
             hint.extend(record["g"])
         if not any_age and not self.usable(record["t"], record["g"], policy):  # type: ignore[arg-type]
             return None
-        entities = self.identity.merge_rows(entity_type, record["r"], record["g"], record["t"])
+        boxes = record.get("c")
+        if boxes.__class__ is not list or not all(b.__class__ is str for b in boxes):
+            boxes = None
+        entities = self.identity.merge_rows(
+            entity_type, record["r"], record["g"], record["t"], containers=boxes
+        )
         self._memory_set(key, Answer(record["t"], record["g"], entities))
         return list(entities)
 
@@ -391,7 +430,10 @@ class Answers:
             if not policy.bypass:
                 self._complete(gens, before, _linked_types(rows))
             deps_map: Mapping[str, str] = UNCONFIRMED if policy.bypass else gens
-            entities = self.identity.merge_rows(entity_type, rows, deps_map, stamp, number=number)
+            boxes = container_fields(rows)
+            entities = self.identity.merge_rows(
+                entity_type, rows, deps_map, stamp, number=number, containers=boxes
+            )
         finally:
             self.identity.end(number)
         answer = Answer(stamp, gens, entities)
@@ -404,6 +446,7 @@ class Answers:
                 "g": gens,
                 "T": entity_type,
                 "r": rows,
+                "c": boxes,
             }
             self.put({key: record})
         return answer

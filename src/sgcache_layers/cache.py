@@ -19,6 +19,7 @@ from collections import OrderedDict
 from typing import (
     Any,
     Callable,
+    Hashable,
     Iterable,
     Mapping,
     NoReturn,
@@ -151,6 +152,15 @@ class Cache(abc.ABC):
         """Release connections or handles; the default has none to release."""
         return None
 
+    def change_token(self) -> Optional[Hashable]:
+        """A value that differs whenever the stored data may have changed, or ``None``.
+
+        Callers that re-read a few keys on every operation (a session checking its
+        generations) can skip the read while the token stays the same.  ``None`` (the
+        default) means the cache cannot tell cheaply; backends that can, say so.
+        """
+        return None
+
     def __enter__(self) -> Cache:
         return self
 
@@ -233,6 +243,10 @@ class ProxyCache(Cache):
     def close(self) -> None:
         """Close the proxied cache."""
         self.proxied.close()
+
+    def change_token(self) -> Optional[Hashable]:
+        """The proxied cache's change token."""
+        return self.proxied.change_token()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.proxied!r})"
@@ -658,6 +672,19 @@ class LayeredCache(Cache):
                 cache.close()
             except Exception as exc:
                 self._failed(index, "close", exc)
+
+    def change_token(self) -> Optional[Hashable]:
+        """Every layer's change token, or ``None`` if one of them cannot tell."""
+        tokens = []
+        for cache in self._caches:
+            try:
+                token = cache.change_token()
+            except Exception:  # a broken layer cannot vouch for anything
+                return None
+            if token is None:
+                return None
+            tokens.append(token)
+        return tuple(tokens)
 
     def __repr__(self) -> str:
         return f"LayeredCache({list(self._caches)!r})"

@@ -86,16 +86,12 @@ class Entity(dict):  # type: ignore[type-arg]
     written with).
     """
 
-    __slots__ = (
-        "session",
-        "_key",
-        "_deps",
-        "_t",
-        "_exists",
-        "_backrefs",
-        "_stored",
-        "__weakref__",
-    )
+    # The hot slots are set for every entity; the rarely used ones are class defaults,
+    # so a warm start that builds thousands of entities sets only what it must.
+    __slots__ = ("session", "_key", "_deps", "_t", "_exists", "__dict__", "__weakref__")
+
+    _backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
+    _stored: Optional[Mapping[str, str]] = None
 
     if TYPE_CHECKING:
         session: EntityOwner
@@ -109,8 +105,6 @@ class Entity(dict):  # type: ignore[type-arg]
         self._deps: Optional[Mapping[str, str]] = None
         self._t = 0.0
         self._exists: Optional[bool] = None
-        self._backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
-        self._stored: Optional[Mapping[str, str]] = None
 
     @property
     def backrefs(self) -> dict[tuple[str, str], set[Entity]]:

@@ -52,6 +52,10 @@ _MISSING: Any = object()
 _UNREADABLE_KEY: Any = object()
 _DBNAME = "cache.db"
 _BATCH = 500
+# This process's id, kept current across fork (diskcache opens new connections then).
+_PID = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 #: Mode of a ``str`` value holding lone surrogates, stored as UTF-8 with
 #: ``surrogatepass`` (in the row as a BLOB, or in a value file).  diskcache's own
 #: modes are 0-4; this one is MODE_TEXT with a flag bit.
@@ -392,6 +396,7 @@ class FileCache(Cache):
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.retries = retries
+        self._writes = 0
         self.permissions = permissions & 0o777
         file_mode = self.permissions & 0o666
         if size_limit is not None:
@@ -486,6 +491,7 @@ class FileCache(Cache):
         value_type = type(value)
         if value_type is not str and value_type is not bytes:
             raise _value_type_error(value)
+        self._writes += 1
         try:
             self._cache.set(key, value)
         except Exception:
@@ -495,6 +501,7 @@ class FileCache(Cache):
         """Remove *key*; ``KeyError`` if absent."""
         if type(key) is not str:
             key = check_key(key)
+        self._writes += 1
         if not self._run("remove", self._cache.delete, key):
             raise KeyError(key)
 
@@ -509,6 +516,7 @@ class FileCache(Cache):
     def clear(self, pattern: Pattern = None) -> None:
         """Remove the keys matching the regular expression *pattern*, or all."""
         regex = _compile(pattern)
+        self._writes += 1
         if regex is None:
             self._run("clear", self._cache.clear)
             return
@@ -569,6 +577,7 @@ class FileCache(Cache):
                 raise _value_type_error(value)
             items.append((check_key(key), value))
         if items:
+            self._writes += 1
             self._run("set_many", self._set_batch, items)
 
     def _set_batch(self, items: list[tuple[str, Any]]) -> None:
@@ -576,6 +585,22 @@ class FileCache(Cache):
         with cache.transact():
             for key, value in items:
                 cache.set(key, value)
+
+    def change_token(self) -> Optional[tuple[int, int]]:
+        """SQLite's ``data_version`` (moved by any other connection's commit, in any
+        process) and this cache's own write count: together they change with any write."""
+        local = self._cache._local
+        try:
+            con = local.con if local.pid == _PID[0] else None
+        except AttributeError:  # no connection in this thread yet
+            con = None
+        try:
+            if con is None:
+                con = self._cache._con
+            row = con.execute("PRAGMA data_version").fetchone()
+        except Exception:  # a broken database: nothing to vouch for
+            return None
+        return (row[0], self._writes)
 
     def close(self) -> None:
         """Close this thread's database connection (it reopens on next use)."""

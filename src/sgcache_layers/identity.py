@@ -23,16 +23,26 @@ they may no longer be true.  Thread safe: every change happens under one lock.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import gc
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, Optional
 
 from .entity import Entity, EntityOwner
 
-__all__ = ["UNCONFIRMED", "IdentityMap", "is_link", "link_types", "links_in", "newer"]
+__all__ = [
+    "UNCONFIRMED",
+    "IdentityMap",
+    "container_fields",
+    "is_link",
+    "link_types",
+    "links_in",
+    "newer",
+]
 
 _MISSING: Any = object()
 _CONTAINERS = (dict, list, tuple, Entity)
@@ -91,6 +101,42 @@ def links_in(data: Any, _depth: int = 0) -> set[tuple[str, int]]:
         for value in data:
             found |= links_in(value, _depth + 1)
     return found
+
+
+@contextlib.contextmanager
+def _no_gc(size: int) -> Iterator[None]:
+    """Hold the cyclic garbage collector off while thousands of entities are built.
+
+    Building an answer allocates many objects and none of them is garbage; letting the
+    collector scan the growing heap again and again would cost more than the build.
+    """
+    if size < 200 or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def container_fields(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Names of the fields whose value is a dict, list or tuple in any of *rows*."""
+    found: dict[str, None] = {}
+    for row in rows:
+        for name, value in row.items():
+            cls = value.__class__
+            if (cls is dict or cls is list or cls is tuple or cls is Entity) and name not in found:
+                found[name] = None
+    return list(found)
+
+
+def _deep_column(name: str) -> tuple[str, str, str, str]:
+    """``("entity.Shot.code")`` -> ``(name, "entity", "Shot", "code")`` (rest may be deep)."""
+    parts = name.split(".", 2)
+    if len(parts) != 3:
+        return (name, "", "", "")
+    return (name, parts[0], parts[1], parts[2])
 
 
 def newer(new: Any, old: Any) -> bool:
@@ -223,35 +269,89 @@ class IdentityMap:
     def merge_rows(
         self,
         entity_type: str,
-        rows: Iterable[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]],
         deps: Mapping[str, str],
         stamp: float,
         over: Optional[bool] = None,
         number: int = 0,
+        containers: Optional[Iterable[str]] = None,
     ) -> list[Entity]:
         """Merge rows of one type: an answer confirmed against *deps*, asked at *stamp*.
 
         Returns the entities in row order.  *number* is the request's (:meth:`begin`).
+        *containers* names the fields whose values may be links, lists or dicts (found by
+        looking when not given): entities new to the map are filled the short way.
         """
         out: list[Entity] = []
         append = out.append
-        with self.lock:
+        if not rows:
+            return out
+        if containers is None:
+            containers = container_fields(rows)
+        boxes = list(containers)
+        first = rows[0]
+        deep = [_deep_column(name) for name in first if "." in name]
+        deep_names = {name for name in first if "." in name}
+        new = Entity.__new__
+        update = dict.update
+        setitem = dict.__setitem__
+        owner = self.owner
+        with self.lock, _no_gc(len(rows)):
             job = _Merge(self, deps, over, number)
-            by_id = self._by_type.setdefault(entity_type, {})
-            fill = job.fill_new
+            convert = job.convert
+            by_type = self._by_type
+            by_id = by_type.setdefault(entity_type, {})
+            backrefs = self.backrefs_on
+            plain = deps is not UNCONFIRMED
+
+            def link(value: Any) -> Any:
+                # The usual {type, id, name} link, inline; anything else the general way.
+                if value.__class__ is dict and len(value) == 3 and plain:
+                    link_id = value.get("id")
+                    link_type = value.get("type")
+                    if link_id.__class__ is int and link_type.__class__ is str and "name" in value:
+                        targets = by_type.get(link_type)
+                        target = targets.get(link_id) if targets is not None else None
+                        if target is None:
+                            target = self.entity(link_type, link_id)
+                        name = value["name"]
+                        if dict.get(target, "name", _MISSING) != name:
+                            setitem(target, "name", name)
+                        return target
+                return convert(value, None)
+
             for row in rows:
                 entity_id = row["id"]
                 entity = by_id.get(entity_id)
-                if entity is None:
-                    entity = by_id[entity_id] = Entity(self.owner, entity_type, entity_id)
-                    fill(entity, row)
-                    entity._t = stamp
-                else:
+                if entity is not None:
                     job.adopt(entity, row)
                     job.fields(entity, row, over)
                     if entity._t == 0.0 or entity._t > stamp:
                         entity._t = stamp
+                    entity._exists = True
+                    append(entity)
+                    continue
+                entity = by_id[entity_id] = new(Entity)
+                entity._key = (entity_type, entity_id)
+                entity.session = owner
+                entity._deps = deps
+                entity._t = stamp
                 entity._exists = True
+                update(entity, row)
+                for name in boxes:
+                    value = row.get(name)
+                    if value is None:
+                        continue
+                    if value.__class__ is list:
+                        setitem(entity, name, [link(v) for v in value])
+                    else:
+                        setitem(entity, name, link(value))
+                if deep:
+                    job.spread_columns(entity, entity, deep, deep_names)
+                if backrefs:
+                    for name, value in dict.items(entity):
+                        if name != "type" and name != "id" and "." not in name:
+                            self._add_backrefs(entity, name, value)
                 append(entity)
         return out
 
@@ -339,17 +439,26 @@ class _Merge:
         self.over = over
         self.number = number
         self.seen: set[Any] = set()
-        self._current: dict[int, bool] = {}
-        self._unions: dict[int, Mapping[str, str]] = {}
+        # Keyed by id() but holding the object too, so an id is never reused meanwhile.
+        self._current: dict[int, tuple[Mapping[str, str], bool]] = {}
+        self._unions: dict[int, tuple[Mapping[str, str], Mapping[str, str]]] = {}
         self._marks = identity._marks
 
     # -- freshness -------------------------------------------------------------------
 
+    def _still_current(self, deps: Mapping[str, str]) -> bool:
+        memo = self._current.get(id(deps))
+        if memo is not None and memo[0] is deps:
+            return memo[1]
+        ok = deps is not UNCONFIRMED and self.map.still_current(deps)
+        self._current[id(deps)] = (deps, ok)
+        return ok
+
     def adopt(self, entity: Entity, incoming: Mapping[str, Any]) -> None:
-        """Before *incoming* merges: make the entity's generations cover both sides.
+        """Before a row merges: make the entity's generations cover both sides.
 
         When what the entity held was confirmed against generations that have moved since,
-        the fields *incoming* does not bring may be out of date, and are dropped.
+        the fields the row does not bring may be out of date, and are dropped.
         """
         old = entity._deps
         deps = self.deps
@@ -358,21 +467,16 @@ class _Merge:
         if old is None:
             entity._deps = deps
             return
-        ok = False
-        if old is not UNCONFIRMED and deps is not UNCONFIRMED:
-            ok_cached = self._current.get(id(old))
-            if ok_cached is None:
-                ok_cached = self._current[id(old)] = self.map.still_current(old)
-            ok = ok_cached
+        ok = deps is not UNCONFIRMED and self._still_current(old)
         if deps is UNCONFIRMED:
             entity._deps = UNCONFIRMED
-            if ok or old is UNCONFIRMED:
-                return
+            if old is UNCONFIRMED or self._still_current(old):
+                return  # what it held stays; it is just no longer confirmed
         elif ok:
-            union = self._unions.get(id(old))
-            if union is None:
-                union = self._unions[id(old)] = {**old, **deps}
-            entity._deps = union
+            memo = self._unions.get(id(old))
+            if memo is None or memo[0] is not old:
+                memo = self._unions[id(old)] = (old, {**old, **deps})
+            entity._deps = memo[1]
             return
         else:
             entity._deps = deps
@@ -383,32 +487,16 @@ class _Merge:
                 dict.__delitem__(entity, name)
         entity._t = 0.0
 
-    # -- fields ----------------------------------------------------------------------
+    def _touch(self, target: Entity) -> None:
+        """A link or deep value brings data into *target*: unknown data unconfirms it.
 
-    def fill_new(self, entity: Entity, row: Mapping[str, Any]) -> None:
-        """A row into a brand-new entity (nothing older to keep, nothing to check)."""
-        setitem = dict.__setitem__
-        convert = self.convert
-        deep = None
-        backrefs = self.map.backrefs_on
-        entity._deps = self.deps
-        seen = self.seen
-        seen.add(entity._key)
-        for name, value in row.items():
-            cls = value.__class__
-            if cls is dict or cls is list or cls is tuple or cls is Entity:
-                value = convert(value, None)
-            setitem(entity, name, value)
-            if "." in name:
-                if deep is None:
-                    deep = [name]
-                else:
-                    deep.append(name)
-            elif backrefs and name != "type" and name != "id":
-                self.map._add_backrefs(entity, name, value)
-        if deep is not None:
-            self.spread_deep(entity, deep, True)
-        seen.discard(entity._key)
+        Fresh values (from an answer checked against current generations) can be set
+        into any entity without changing what it was confirmed against.
+        """
+        if self.deps is UNCONFIRMED and target._deps is not None:
+            target._deps = UNCONFIRMED
+
+    # -- fields ----------------------------------------------------------------------
 
     def fields(self, entity: Entity, fields: Mapping[str, Any], over: Optional[bool]) -> None:
         """Merge raw *fields* into *entity* (already adopted)."""
@@ -462,23 +550,26 @@ class _Merge:
                         deep = []
                     deep.append(name)
         if deep:
-            self.spread_deep(entity, deep, over)
+            self.spread_columns(entity, entity, [_deep_column(n) for n in deep], set(deep), over)
         seen.discard(entity._key)
 
-    def spread_deep(self, entity: Entity, names: list[str], over: bool) -> None:
+    def spread_columns(
+        self,
+        entity: Entity,
+        values: Mapping[str, Any],
+        columns: list[tuple[str, str, str, str]],
+        names: set[str],
+        over: bool = True,
+    ) -> None:
         """Merge deep values (``entity.Shot.code``) into the linked entities as ``code``."""
-        getitem = dict.__getitem__
-        for name in names:
-            parts = name.split(".", 2)
-            if len(parts) != 3:
+        for name, head, link_type, rest in columns:
+            if not head or name not in values:
                 continue
-            head, link_type, rest = parts
             target = dict.get(entity, head)
             if target.__class__ is not Entity or target._key[0] != link_type:
                 continue
-            value = getitem(entity, name)
-            if target._deps is not self.deps:
-                self.adopt(target, {rest: value, "name": None})
+            value = values[name]
+            self._touch(target)
             if "." not in rest and value.__class__ not in _CONTAINERS:
                 if over or not dict.__contains__(target, rest):
                     dict.__setitem__(target, rest, value)
@@ -502,16 +593,16 @@ class _Merge:
                 target = by_id.get(link_id) if by_id is not None else None
                 if target is None:
                     target = identity.entity(link_type, link_id)
-                    target._deps = self.deps
-                elif target._deps is not self.deps:
-                    self.adopt(target, value)
-                if len(value) == 3 and "name" in value:
+                else:
+                    self._touch(target)
+                size = len(value)
+                if size == 3 and "name" in value:
                     # The usual link {type, id, name}: the display name is always current.
                     if over is not False or not dict.__contains__(target, "name"):
                         name = value["name"]
                         if dict.get(target, "name", _MISSING) != name:
                             dict.__setitem__(target, "name", name)
-                elif len(value) > 2 and target._key not in self.seen:
+                elif size > 2 and target._key not in self.seen:
                     self.fields(target, value, over)
                 return target
             return {k: self.convert(v, over) for k, v in value.items()}

@@ -9,12 +9,20 @@ entity types whose changes could alter its answer.
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Optional
 
+from .keys import ObjectKeyMaker
+
 __all__ = [
     "QueryError",
+    "call_digest",
+    "has_plain_repr",
     "dependent_types",
     "expand_braces",
     "normalise_fields",
@@ -27,6 +35,9 @@ _BRACES = re.compile(r"\{([^{}]*)\}")
 _LOGICAL = {"all": "and", "and": "and", "any": "or", "or": "or"}
 # Relations whose values are a set: their order does not change the answer.
 _UNORDERED = {"in", "not_in", "type_is", "type_is_not"}
+
+
+_OBJECT_KEYS = ObjectKeyMaker()
 
 
 class QueryError(ValueError):
@@ -51,6 +62,13 @@ def normalise_fields(fields: Optional[Iterable[str]]) -> list[str]:
         return []
     if isinstance(fields, str):
         raise QueryError(f"fields must be a list of field names, not the string {fields!r}")
+    if fields.__class__ is list or fields.__class__ is tuple:
+        # The usual case, plain names without braces, without a Python-level loop.
+        if all(name.__class__ is str for name in fields) and "{" not in "".join(fields):
+            plain = set(fields)
+            plain.discard("type")
+            plain.discard("id")
+            return sorted(plain)
     out: set[str] = set()
     for name in fields:
         if not isinstance(name, str):
@@ -62,19 +80,91 @@ def normalise_fields(fields: Optional[Iterable[str]]) -> list[str]:
 
 
 def _value_key(value: Any) -> Any:
-    """A JSON-friendly canonical form of one filter value."""
+    """A canonical, JSON-native form of one filter value (what decides ShotGrid's answer).
+
+    Links count by type and id; values plain JSON cannot tell apart from others
+    (datetimes, dates, non-finite floats, other objects) become small tagged dicts, and a
+    user dict key starting with ``~`` is escaped so it never reads as a tag.
+    """
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    if cls is float:
+        return value if math.isfinite(value) else {"~f": repr(value)}
     if isinstance(value, Mapping):
-        if "type" in value and "id" in value and isinstance(value.get("id"), int):
+        link_id = value.get("id")
+        if "type" in value and link_id.__class__ is int:
             # A link: only type and id matter to ShotGrid's filter.
-            return {"type": value["type"], "id": value["id"]}
-        return {str(k): _value_key(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+            return {"type": value["type"], "id": link_id}
+        return {
+            ("~" + str(k) if str(k).startswith("~") else str(k)): _value_key(v)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_value_key(v) for v in value]
-    return value
+    if isinstance(value, _dt.datetime):
+        return {"~t": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"~d": value.isoformat()}
+    if isinstance(value, bool):  # subclasses of the plain types count as those types
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float):
+        return _value_key(float(value))
+    return {"~o": _OBJECT_KEYS.key(value)}
+
+
+_PLAIN_LEAVES = (str, int, float, bool, type(None))
+
+
+def has_plain_repr(value: Any, _depth: int = 0) -> bool:
+    """Whether ``repr(value)`` tells this value apart from every other value a call can hold.
+
+    True for the plain types (``str``, ``int``, ``float``, ``bool``, ``None``, lists, tuples,
+    dicts of those, dates, datetimes with a fixed offset, and entities): two such values
+    with the same ``repr`` normalise the same, so a normalised call can be remembered by
+    the ``repr`` of its raw arguments.  Anything else (subclasses with their own ``repr``,
+    objects) is never remembered that way.
+    """
+    cls = value.__class__
+    if cls in _PLAIN_LEAVES:
+        return True
+    if _depth > 20:
+        return False
+    if cls is list or cls is tuple:
+        return all(has_plain_repr(v, _depth + 1) for v in value)
+    if cls is dict:
+        return all(k.__class__ is str and has_plain_repr(v, _depth + 1) for k, v in value.items())
+    if cls is _dt.datetime:
+        return value.tzinfo is None or value.tzinfo.__class__ is _dt.timezone
+    if cls is _dt.date:
+        return True
+    if cls.__name__ == "Entity" and cls.__module__ == "sgcache_layers.entity":
+        return True  # its repr shows type and id, all a filter keeps of it
+    return False
 
 
 def _sort_token(value: Any) -> str:
     return repr(value)
+
+
+_RANGE_RELATIONS = frozenset(
+    {
+        "between",
+        "not_between",
+        "in_last",
+        "not_in_last",
+        "in_next",
+        "not_in_next",
+        "in_calendar_day",
+        "in_calendar_week",
+        "in_calendar_month",
+        "in_calendar_year",
+    }
+)
 
 
 def _condition(item: Sequence[Any]) -> dict[str, Any]:
@@ -85,24 +175,7 @@ def _condition(item: Sequence[Any]) -> dict[str, Any]:
     if (
         len(values) == 1
         and isinstance(values[0], (list, tuple))
-        and relation in _UNORDERED
-        or (
-            len(values) == 1
-            and isinstance(values[0], (list, tuple))
-            and relation
-            in (
-                "between",
-                "not_between",
-                "in_last",
-                "not_in_last",
-                "in_next",
-                "not_in_next",
-                "in_calendar_day",
-                "in_calendar_week",
-                "in_calendar_month",
-                "in_calendar_year",
-            )
-        )
+        and (relation in _UNORDERED or relation in _RANGE_RELATIONS)
     ):
         values = list(values[0])
     keyed = [_value_key(v) for v in values]
@@ -135,13 +208,26 @@ def normalise_filters(filters: Any, filter_operator: Optional[str] = None) -> di
         raise QueryError(f"filter_operator must be 'all' or 'any', not {filter_operator!r}")
     conditions: list[dict[str, Any]] = []
     for item in filters:
+        if item.__class__ is list and len(item) == 3:
+            path, relation, value = item
+            cls = value.__class__
+            if (
+                path.__class__ is str
+                and relation.__class__ is str
+                and (cls is str or cls is int or value is None)
+                and relation not in _UNORDERED
+            ):
+                # [field, relation, plain value]: the usual condition, the short way.
+                conditions.append({"path": path, "relation": relation, "values": [value]})
+                continue
         if isinstance(item, Mapping):
             conditions.append(normalise_filters(item))
         elif isinstance(item, (list, tuple)):
             conditions.append(_condition(item))
         else:
             raise QueryError(f"a filter must be a list or a dict, got {type(item).__name__}")
-    conditions.sort(key=_sort_token)
+    if len(conditions) > 1:
+        conditions.sort(key=_sort_token)
     return {"op": operator, "conditions": conditions}
 
 
@@ -191,3 +277,30 @@ def dependent_types(
         for path in _filter_paths(filters):
             types.update(_path_types(path))
     return sorted(types)
+
+
+try:
+    import orjson
+
+    def _canonical(call: Any) -> bytes:
+        return orjson.dumps(call, option=orjson.OPT_SORT_KEYS)
+
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def _canonical(call: Any) -> bytes:
+        return json.dumps(call, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+
+
+def call_digest(call: Any) -> str:
+    """A stable digest of a normalised call (JSON-native, as this module's functions make).
+
+    Text no two different calls share; keys differ between environments with and without
+    the fast JSON writer, which only costs a miss.
+    """
+    try:
+        text = _canonical(call)
+    except (TypeError, ValueError):
+        text = _OBJECT_KEYS.key(call).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(text).hexdigest()[:40]

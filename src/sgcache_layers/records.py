@@ -331,6 +331,44 @@ def encode(record: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ decoding
 
 
+_SLOT = 900  # seconds: every real zone's changes fall on a quarter of an hour (UTC)
+_EPOCH = _DATETIME(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+class _Zone:
+    """``value.astimezone(tz)`` for a slow ``tzinfo`` (one that asks the OS), remembered per
+    quarter of an hour: the offset a zone gives is the same throughout one."""
+
+    def __init__(self, tz: _dt.tzinfo) -> None:
+        self.tz = tz
+        self.fixed = isinstance(tz, _dt.timezone)
+        self._offsets: dict[int, _dt.timedelta] = {}
+
+    def convert(self, value: _dt.datetime) -> _dt.datetime:
+        if self.fixed:
+            return value.astimezone(self.tz)
+        slot = int((value - _EPOCH).total_seconds()) // _SLOT
+        offset = self._offsets.get(slot)
+        if offset is None:
+            exact = value.astimezone(self.tz)
+            found = exact.utcoffset()
+            if found is None:
+                return exact
+            offset = self._offsets[slot] = found
+            return exact
+        return (value + offset - value.utcoffset()).replace(tzinfo=self.tz)  # type: ignore[operator]
+
+
+_ZONES: dict[int, tuple[_dt.tzinfo, _Zone]] = {}
+
+
+def _zone(tz: _dt.tzinfo) -> _Zone:
+    found = _ZONES.get(id(tz))
+    if found is None or found[0] is not tz:
+        found = _ZONES[id(tz)] = (tz, _Zone(tz))
+    return found[1]
+
+
 def _restore(
     rows: Iterable[dict[str, Any]],
     datetimes: Any,
@@ -341,13 +379,14 @@ def _restore(
     if datetimes.__class__ is not list or dates.__class__ is not list:
         raise CodecError("a record names its date columns wrongly")
     fromiso = _DATETIME.fromisoformat
+    convert = _zone(tz).convert if tz is not None else None
     for name in datetimes:
         for row in rows:
             value = row.get(name)
             if value is not None:
                 value = fromiso(value)
-                if tz is not None and value.tzinfo is not None:
-                    value = value.astimezone(tz)
+                if convert is not None and value.tzinfo is not None:
+                    value = convert(value)
                 row[name] = value
     fromiso_date = _DATE.fromisoformat
     for name in dates:

@@ -40,11 +40,14 @@ from .events import SCHEMA_TYPE
 from .fetching import Requests, WriteBehind, find_rows, make_executor
 from .freshness import EventLog, Freshness, Layout
 from .identity import UNCONFIRMED, IdentityMap
-from .keys import KeyMaker, ObjectKeyMaker
+from .keys import KeyMaker
 from .pool import ShotgunPool
 from .query import (
     QueryError,
+    _value_key,
+    call_digest,
     dependent_types,
+    has_plain_repr,
     normalise_fields,
     normalise_filters,
     normalise_order,
@@ -292,13 +295,16 @@ class Session:
             )
         self.site = (site or _site_of(shotgun)).lower().rstrip("/")
         self.identity = ";".join(f"{k}={v}" for k, v in parts)
-        self.cache_key_maker: KeyMaker = cache_key_maker or ObjectKeyMaker()
+        #: Makes cache keys from normalised calls (``None``: the built-in fast, stable one).
+        self.cache_key_maker: Optional[KeyMaker] = cache_key_maker
         self.stats = SessionStats()
         self._default_auto_populate = bool(auto_populate)
         self._default_mode = mode
         self._state = _ThreadState()
         self._closed = False
         self._next_sync = math.inf if self._sync_interval is None else 0.0
+        self._policies: dict[tuple[Any, ...], Policy] = {}
+        self._plans: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self._tz = _client_zone(shotgun)
         self._value_decode = codec.make_decoder(self._decode_entity)
 
@@ -450,9 +456,21 @@ class Session:
         """How the current call may use the cache."""
         if self._next_sync <= time.time():
             self._maybe_sync()
-        age = self._max_age if max_age is None else _seconds(max_age, "max_age")
-        assert age is not None
-        return Policy(self.mode, age, self.stale_if_error, self._state.bypass > 0)
+        state = self._state
+        mode = state.mode or self._default_mode
+        if max_age is None:
+            age = self._max_age
+        elif (max_age.__class__ is int or max_age.__class__ is float) and max_age >= 0:
+            age = float(max_age)
+        else:
+            age = _seconds(max_age, "max_age") or 0.0
+        memo = (mode, age, self.stale_if_error, state.bypass > 0)
+        policy = self._policies.get(memo)
+        if policy is None:
+            if len(self._policies) > 64:
+                self._policies.clear()
+            policy = self._policies[memo] = Policy(*memo)
+        return policy
 
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
@@ -614,6 +632,73 @@ class Session:
         max_age: Optional[Seconds] = None,
     ) -> list[Entity]:
         """``Shotgun.find``, answered from the cache when a fresh answer is there."""
+        args = (
+            entity_type,
+            filters,
+            fields,
+            order,
+            filter_operator,
+            limit,
+            retired_only,
+            page,
+            include_archived_projects,
+            additional_filter_presets,
+        )
+        try:
+            signature: Optional[str] = repr(args)
+        except Exception:  # an argument that cannot show itself: plan without the memo
+            signature = None
+        plan = self._plans.get(signature) if signature is not None else None
+        if plan is None:
+            plan = self._plan_find(*args)
+            if signature is not None and has_plain_repr(args):
+                if len(self._plans) > 4096:
+                    self._plans.clear()
+                self._plans[signature] = plan
+        digest, nfields, nfilters = plan
+        policy = self._policy(max_age)
+        found = self._answers.find_cached(digest, entity_type, policy)
+        if found is not None:
+            return found
+
+        def deps() -> list[str]:
+            return dependent_types(entity_type, nfields, nfilters)
+
+        def ask() -> list[dict[str, Any]]:
+            self._requests.count("find")
+            if self._requests.closed:
+                raise RuntimeError("this session is closed")
+            return find_rows(
+                self.shotgun,
+                self._pages,
+                entity_type,
+                self._outbound(filters),
+                nfields,
+                order=order,
+                filter_operator=filter_operator,
+                limit=limit,
+                retired_only=retired_only,
+                page=page,
+                include_archived_projects=include_archived_projects,
+                additional_filter_presets=additional_filter_presets,
+            )
+
+        return self._answers.find(digest, entity_type, deps, ask, policy)
+
+    def _plan_find(
+        self,
+        entity_type: Any,
+        filters: Any,
+        fields: Any,
+        order: Any,
+        filter_operator: Any,
+        limit: Any,
+        retired_only: Any,
+        page: Any,
+        include_archived_projects: Any,
+        additional_filter_presets: Any,
+    ) -> tuple[str, list[str], dict[str, Any]]:
+        """Check and normalise a ``find`` call: its key digest, fields and filters."""
         if not isinstance(entity_type, str) or not entity_type:
             raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -632,32 +717,9 @@ class Session:
             "p": page,
             "r": bool(retired_only),
             "a": bool(include_archived_projects),
-            "x": additional_filter_presets or [],
+            "x": _value_key(additional_filter_presets or []),
         }
-        deps = dependent_types(entity_type, nfields, nfilters)
-        outbound = self._outbound(filters)
-
-        def ask() -> list[dict[str, Any]]:
-            self._requests.count("find")
-            if self._requests.closed:
-                raise RuntimeError("this session is closed")
-            return find_rows(
-                self.shotgun,
-                self._pages,
-                entity_type,
-                outbound,
-                nfields,
-                order=order,
-                filter_operator=filter_operator,
-                limit=limit,
-                retired_only=retired_only,
-                page=page,
-                include_archived_projects=include_archived_projects,
-                additional_filter_presets=additional_filter_presets,
-            )
-
-        policy = self._policy(max_age)
-        return self._answers.find(self._digest(call), entity_type, deps, ask, policy)
+        return self._digest(call), nfields, nfilters
 
     def find_one(
         self,
@@ -689,6 +751,8 @@ class Session:
         return rows[0] if rows else None
 
     def _digest(self, call: Any) -> str:
+        if self.cache_key_maker is None:
+            return call_digest(call)
         return Keys.digest(self.cache_key_maker.key(call))
 
     def summarize(
