@@ -62,13 +62,16 @@ def normalise_fields(fields: Optional[Iterable[str]]) -> list[str]:
         return []
     if isinstance(fields, str):
         raise QueryError(f"fields must be a list of field names, not the string {fields!r}")
-    if fields.__class__ is list or fields.__class__ is tuple:
+    if (
+        (fields.__class__ is list or fields.__class__ is tuple)
+        and all(name.__class__ is str for name in fields)
+        and "{" not in "".join(fields)
+    ):
         # The usual case, plain names without braces, without a Python-level loop.
-        if all(name.__class__ is str for name in fields) and "{" not in "".join(fields):
-            plain = set(fields)
-            plain.discard("type")
-            plain.discard("id")
-            return sorted(plain)
+        plain = set(fields)
+        plain.discard("type")
+        plain.discard("id")
+        return sorted(plain)
     out: set[str] = set()
     for name in fields:
         if not isinstance(name, str):
@@ -142,9 +145,8 @@ def has_plain_repr(value: Any, _depth: int = 0) -> bool:
         return value.tzinfo is None or value.tzinfo.__class__ is _dt.timezone
     if cls is _dt.date:
         return True
-    if cls.__name__ == "Entity" and cls.__module__ == "sgcache_layers.entity":
-        return True  # its repr shows type and id, all a filter keeps of it
-    return False
+    # An entity's repr shows its type and id, all a filter keeps of it.
+    return cls.__name__ == "Entity" and cls.__module__ == "sgcache_layers.entity"
 
 
 def _sort_token(value: Any) -> str:
