@@ -14,6 +14,10 @@ Fixtures:
     Session scope: one larger demo site (scale 0.2) shared by the whole run.  Treat it as
     read-only: latency, faults and the request log are reset before each test that uses it,
     but data changes would leak into other tests.
+
+pytest loads this module in every run of an environment where the package is installed, so
+it imports only pytest at load time; the server (and with it ``shotgun_api3``) is imported by
+the fixtures that need it.
 """
 
 from __future__ import annotations
