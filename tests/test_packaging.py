@@ -19,7 +19,7 @@ import sgcache_layers
 ROOT = Path(__file__).resolve().parent.parent
 REAL_SCHEMA = ROOT / "tests" / "fixtures" / "real-site-schema"
 URL = "https://github.com/sgcache-layers/sgcache-layers"
-PYTHONS = ["3.9", "3.10", "3.11", "3.12", "3.13"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
 def _distribution() -> metadata.Distribution:
@@ -59,7 +59,7 @@ def test_the_installed_distribution_carries_the_licence() -> None:
 def test_metadata_version_and_python_support() -> None:
     dist = _distribution()
     assert dist.version == sgcache_layers.__version__
-    assert dist.metadata["Requires-Python"] == ">=3.9"
+    assert dist.metadata["Requires-Python"] == ">=3.10"
     classifiers: List[str] = dist.metadata.get_all("Classifier") or []
     versions = [
         c.rsplit(" :: ", 1)[1]
