@@ -603,7 +603,7 @@ class Answers:
                     stale = self._stale(
                         error,
                         policy,
-                        lambda ids=chunk: self.from_records(entity_type, ids, _ANY_AGE),  # type: ignore[misc]
+                        lambda ids=chunk: self._stale_records(entity_type, ids),  # type: ignore[misc]
                     )
                     if stale is None:
                         raise
@@ -630,6 +630,11 @@ class Answers:
                 self.store_entities(entities)
                 self.store_retired(entity_type, gone, gens, stamp)
         return out
+
+    def _stale_records(self, entity_type: str, ids: list[int]) -> Optional[dict[int, Any]]:
+        """Stored records of every one of *ids*, of any age (``None`` if one is missing)."""
+        found = self.from_records(entity_type, ids, _ANY_AGE)
+        return found if len(found) == len(set(ids)) else None
 
     def store_entities(self, entities: Iterable[Entity]) -> None:
         """Write each confirmed entity's own record (what it holds, as of when it was asked)."""

@@ -39,6 +39,14 @@ log = logging.getLogger("sgcache_layers.freshness")
 PENDING_SECONDS = 60.0
 # Gaps wider than this are not tracked id by id (the flush already covers them).
 _MAX_HOLES = 1000
+#: A clock this much older than one already seen means a layer went back in time.
+_REGRESSION_NS = 60_000_000_000
+
+# Per namespace, the newest clock this process has seen (shared by its sessions), and the
+# newest token of each generation, so a new session in this process still knows.
+_HIGH_LOCK = threading.Lock()
+_CLOCKS: dict[str, str] = {}
+_HIGHS: dict[tuple[str, str], dict[str, str]] = {}
 
 _time = time.time
 
@@ -248,7 +256,8 @@ class Freshness:
             changed = bool(self.epoch)
             self.epoch = epoch
             self._known.clear()
-            self._high.clear()
+            with _HIGH_LOCK:
+                self._high = _HIGHS.setdefault((self.keys.base, epoch), {})
             self._era += 1
         if changed and self._on_epoch is not None:
             self._on_epoch(epoch)
@@ -303,11 +312,38 @@ class Freshness:
                 self._era += 1
             return
         if clock != self._clock_seen:
+            if self._went_back(clock):
+                log.warning(
+                    "the cache's generation clock went back in time (a restored or reset "
+                    "layer?); flushing the namespace"
+                )
+                self.flush()
+                return
+            self.tokens.observe(clock)
             with self._lock:
                 self._known.clear()
                 self._clock_seen = clock
                 self._era += 1
         self._marker = marker
+
+    def _went_back(self, clock: str) -> bool:
+        """Whether the authority's *clock* is older than one this process or a shallower
+        layer has seen (by more than a clock-skew margin): it lost writes."""
+        stamp = token_time(clock)
+        base = self.keys.base
+        with _HIGH_LOCK:
+            high = _CLOCKS.get(base)
+            if high is None or token_time(high) < stamp:
+                _CLOCKS[base] = clock
+        seen = [high] if high is not None else []
+        for layer in self.layout.authorities[1:]:
+            try:
+                other = layer.get_many([self.keys.clock]).get(self.keys.clock)
+            except Exception:  # a broken shallower layer does not vote
+                continue
+            if isinstance(other, str):
+                seen.append(other)
+        return any(token_time(other) - stamp > _REGRESSION_NS for other in seen)
 
     def current(
         self,
@@ -373,7 +409,8 @@ class Freshness:
                     self._known[name] = token
                 loaded[name] = token
                 if high is None or token_time(token) >= token_time(high):
-                    self._high[name] = token
+                    with _HIGH_LOCK:
+                        self._high[name] = token
         if fresh:
             tokens, _ = self.move(fresh)
             loaded.update(tokens)
@@ -381,7 +418,7 @@ class Freshness:
 
     def seen_types(self) -> list[str]:
         """Type-level generation names this process has met in the current epoch."""
-        with self._lock:
+        with _HIGH_LOCK:
             return [name for name in self._high if "#" not in name]
 
     @property
@@ -445,6 +482,8 @@ class Freshness:
             keys = {name: self._gen_key(name) for name in expect}
             found = _read_many(self.layout.authorities, list(keys.values()))
             overtaken = {name for name, key in keys.items() if found.get(key) != expect[name]}
+        if self._clock_seen is None:
+            self.refresh()  # observe the newest clock first: new tokens sort after it
         pending_for = self.pending_seconds if pending else None
         tokens = {name: self.tokens.new(pending_for) for name in names}
         mapping: dict[str, Any] = {self._gen_key(name): token for name, token in tokens.items()}
@@ -455,6 +494,7 @@ class Freshness:
             # clock afresh and forgets what it knew; until then, these tokens are current.
             self._clock_seen = None
             self._known.update(tokens)
+        with _HIGH_LOCK:
             self._high.update(tokens)
         return tokens, overtaken
 

@@ -13,7 +13,7 @@ import functools
 import threading
 from typing import Any, Callable
 
-__all__ = ["ShotgunPool"]
+__all__ = ["ShotgunPool", "safe_url"]
 
 
 class ShotgunPool:
@@ -83,5 +83,13 @@ class ShotgunPool:
         return value
 
     def __repr__(self) -> str:
-        base_url = getattr(self._prototype, "base_url", "?")
-        return f"<ShotgunPool {base_url}>"
+        return f"<ShotgunPool {safe_url(getattr(self._prototype, 'base_url', '?'))}>"
+
+
+def safe_url(url: str) -> str:
+    """*url* without the ``user:password@`` part a ShotGrid URL may carry."""
+    scheme, sep, rest = str(url).partition("://")
+    if not sep:
+        return str(url).rpartition("@")[2]
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"

@@ -1,0 +1,220 @@
+"""The record format: exact round trips, and only ever ``CodecError`` or a miss for anything
+else (issue 8, point 5; issue 9, point 2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sgcache_layers import Session, codec, records
+from sgcache_layers.codec import CodecError
+
+offsets = st.integers(min_value=-(23 * 60), max_value=23 * 60).map(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
+)
+odd_offsets = st.integers(min_value=-86399, max_value=86399).map(
+    lambda seconds: dt.timezone(dt.timedelta(seconds=seconds))
+)
+naive = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1))
+aware = st.builds(lambda n, tz: n.replace(tzinfo=tz), naive, st.one_of(offsets, odd_offsets))
+texts = st.text(max_size=12)  # lone surrogates included
+link = st.fixed_dictionaries(
+    {"type": st.sampled_from(["Shot", "Asset", "HumanUser"]), "id": st.integers(1, 10**9)},
+    optional={"name": st.one_of(st.none(), texts)},
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),  # beyond 64 bits too
+    st.floats(),  # NaN and infinities too
+    texts,
+    aware,
+    naive,
+    st.dates(),
+)
+values = st.recursive(
+    st.one_of(scalars, link),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(texts, st.just(codec.TAG), st.just("~t")), inner, max_size=4),
+    ),
+    max_leaves=16,
+)
+names = st.one_of(
+    st.sampled_from(["code", "updated_at", "due_date", "entity", "entity.Shot.code", "tags"]),
+    st.from_regex(r"\A[a-z_]{1,10}\Z"),
+)
+fields = st.dictionaries(names.filter(lambda n: n not in ("type", "id")), values, max_size=6)
+tokens = st.dictionaries(st.sampled_from(["Shot", "Task", "Shot#3"]), st.text(max_size=6))
+stamps = st.floats(min_value=0, max_value=4e9)
+
+
+@st.composite
+def a_record(draw: Any) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["q", "e", "x", "v"]))
+    record: dict[str, Any] = {"v": records.FORMAT_VERSION, "k": kind, "t": draw(stamps)}
+    record["g"] = draw(tokens)
+    if kind == "v":
+        record["d"] = draw(values)
+        return record
+    record["T"] = "Shot"
+    if kind == "q":
+        rows = draw(st.lists(fields, max_size=5))
+        record["r"] = [dict(row, type="Shot", id=i + 1) for i, row in enumerate(rows)]
+        if draw(st.booleans()):
+            record["c"] = sorted({k for r in record["r"] for k in r})
+        return record
+    record["i"] = draw(st.integers(1, 10**6))
+    if kind == "e":
+        record["f"] = draw(fields)
+    return record
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal with the same types; datetimes at the same instant and offset; NaN is NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    if isinstance(a, dt.datetime):
+        return a == b and a.utcoffset() == b.utcoffset()
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["orjson", "stdlib"])
+@settings(max_examples=300, deadline=None)
+@given(a_record())
+def test_every_record_round_trips_exactly(fast: bool, record: dict[str, Any]) -> None:
+    saved = codec._fast_loads, codec._fast_dumps
+    if not fast:
+        codec._fast_loads = codec._fast_dumps = None
+    try:
+        assert records.valid(record) is record
+        text = records.encode(record)
+        assert isinstance(text, str)
+        back = records.decode(text)
+        assert same(back, record)
+        assert records.valid(back) is not None
+    finally:
+        codec._fast_loads, codec._fast_dumps = saved
+
+
+def test_plain_records_take_the_fast_frame() -> None:
+    row = {"type": "Shot", "id": 1, "code": "A", "when": dt.datetime(2024, 1, 1, 12)}
+    record = {"v": 2, "k": "q", "t": 1.0, "g": {}, "T": "Shot", "r": [row]}
+    assert records.encode(record).startswith('["~sgcl2",')
+    awkward = dict(record, r=[dict(row, big=2**70)])
+    assert records.encode(awkward).startswith('["~sgcl2x",')
+
+
+junk = st.one_of(
+    st.text(max_size=60),
+    st.binary(max_size=60),
+    st.builds(lambda t: '["~sgcl2",' + t, st.text(max_size=60)),
+    st.builds(lambda t: '["~sgcl2x",' + t, st.text(max_size=60)),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(junk)
+def test_anything_else_is_a_codec_error_or_not_a_record(text: Any) -> None:
+    try:
+        decoded = records.decode(text)
+    except CodecError:
+        return
+    assert isinstance(decoded, dict)
+    records.valid(decoded)  # never raises: a malformed record is just not valid
+
+
+json_like = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        json_like,
+        st.fixed_dictionaries(
+            {"v": st.just(2), "k": st.sampled_from(["q", "e", "x", "v"])},
+            optional={
+                "t": json_like,
+                "g": json_like,
+                "T": json_like,
+                "i": json_like,
+                "r": json_like,
+                "f": json_like,
+                "d": json_like,
+                "c": json_like,
+            },
+        ),
+    )
+)
+def test_valid_never_raises(value: Any) -> None:
+    found = records.valid(value)
+    assert found is None or found is value
+
+
+extra_values = st.recursive(
+    st.one_of(
+        scalars,
+        link,
+        st.binary(max_size=6),
+        st.frozensets(st.integers(), max_size=3),
+        st.sets(st.text(max_size=3), max_size=3),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner),
+        st.dictionaries(st.one_of(texts, st.integers(), st.booleans()), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+class _Config:
+    scheme = "https"
+    server = "site.example.com"
+    script_name = "records_tests"
+    user_login = None
+    sudo_as_login = None
+
+
+class _NoServer:
+    config = _Config()
+
+
+@settings(max_examples=300, deadline=None)
+@given(extra_values)
+def test_session_values_round_trip_exactly_or_refuse_clearly(value: Any) -> None:
+    session = Session(_NoServer())
+    try:
+        text = session.encode(value)
+    except (TypeError, CodecError):
+        return
+    back = session.decode(text)
+    assert same(back, value) or _sets_equal(back, value)
+
+
+def _sets_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, (set, frozenset)) and type(a) is type(b):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) or _sets_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and type(a) is type(b):
+        return len(a) == len(b) and all(same(x, y) or _sets_equal(x, y) for x, y in zip(a, b))
+    return False
