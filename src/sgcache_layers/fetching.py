@@ -21,6 +21,7 @@ import math
 import os
 import queue
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -384,17 +385,18 @@ class WriteBehind:
         if thread is None or not thread.is_alive():
             self._drain_here()
             return True
-        if timeout is None:
-            self._queue.join()
-            return True
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
+        done = self._queue.all_tasks_done  # the queue's own condition: no helper thread
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with done:
+            while self._queue.unfinished_tasks:
+                if deadline is None:
+                    done.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                done.wait(left)
+        return True
 
     def _drain_here(self) -> None:
         """Write what is queued in the calling thread (no writer thread, e.g. after fork)."""

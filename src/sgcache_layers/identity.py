@@ -41,7 +41,9 @@ __all__ = [
     "is_link",
     "link_types",
     "links_in",
+    "copy_value",
     "newer",
+    "outbound",
 ]
 
 _MISSING: Any = object()
@@ -137,6 +139,26 @@ def _deep_column(name: str) -> tuple[str, str, str, str]:
     if len(parts) != 3:
         return (name, "", "", "")
     return (name, parts[0], parts[1], parts[2])
+
+
+def outbound(data: Any) -> Any:
+    """A copy of *data* as ShotGrid takes it: entities become plain ``{type, id}`` links."""
+    if isinstance(data, Entity):
+        return data.minimal
+    if isinstance(data, Mapping):
+        return {k: outbound(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [outbound(v) for v in data]
+    return data
+
+
+def copy_value(value: Any) -> Any:
+    """A copy deep enough that callers cannot alter a cached answer."""
+    if isinstance(value, list):
+        return [copy_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: copy_value(v) for k, v in value.items()}
+    return value
 
 
 def newer(new: Any, old: Any) -> bool:

@@ -22,6 +22,8 @@ from .keys import ObjectKeyMaker
 __all__ = [
     "QueryError",
     "call_digest",
+    "find_call",
+    "summarize_call",
     "has_plain_repr",
     "dependent_types",
     "expand_braces",
@@ -142,11 +144,11 @@ def has_plain_repr(value: Any, _depth: int = 0) -> bool:
     if cls is dict:
         return all(k.__class__ is str and has_plain_repr(v, _depth + 1) for k, v in value.items())
     if cls is _dt.datetime:
-        return value.tzinfo is None or value.tzinfo.__class__ is _dt.timezone
+        return bool(value.tzinfo is None or value.tzinfo.__class__ is _dt.timezone)
     if cls is _dt.date:
         return True
     # An entity's repr shows its type and id, all a filter keeps of it.
-    return cls.__name__ == "Entity" and cls.__module__ == "sgcache_layers.entity"
+    return bool(cls.__name__ == "Entity" and cls.__module__ == "sgcache_layers.entity")
 
 
 def _sort_token(value: Any) -> str:
@@ -279,6 +281,82 @@ def dependent_types(
         for path in _filter_paths(filters):
             types.update(_path_types(path))
     return sorted(types)
+
+
+def find_call(
+    entity_type: Any,
+    filters: Any,
+    fields: Any = None,
+    order: Any = None,
+    filter_operator: Any = None,
+    limit: Any = 0,
+    retired_only: Any = False,
+    page: Any = 0,
+    include_archived_projects: Any = True,
+    additional_filter_presets: Any = None,
+) -> dict[str, Any]:
+    """A ``find`` call checked and normalised (``QueryError`` naming what is wrong).
+
+    ``f`` holds the filters and ``fl`` the fields, as :func:`normalise_filters` and
+    :func:`normalise_fields` give them; the rest tells the answers apart.
+    """
+    if not isinstance(entity_type, str) or not entity_type:
+        raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise QueryError(f"limit must be an int >= 0, not {limit!r}")
+    if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+        raise QueryError(f"page must be an int >= 0, not {page!r}")
+    nfields = normalise_fields(fields)
+    nfilters = normalise_filters(filters, filter_operator)
+    call = {
+        "m": "find",
+        "t": entity_type,
+        "f": nfilters,
+        "fl": nfields,
+        "o": normalise_order(order),
+        "l": limit,
+        "p": page,
+        "r": bool(retired_only),
+        "a": bool(include_archived_projects),
+        "x": _value_key(additional_filter_presets or []),
+    }
+    return call
+
+
+def summarize_call(
+    entity_type: Any,
+    filters: Any,
+    summary_fields: Any,
+    filter_operator: Any = None,
+    grouping: Any = None,
+    include_archived_projects: Any = True,
+) -> tuple[dict[str, Any], list[str]]:
+    """A ``summarize`` call checked and normalised, with the types its answer depends on."""
+    if not isinstance(entity_type, str) or not entity_type:
+        raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
+    for name, items in (("summary_fields", summary_fields), ("grouping", grouping or [])):
+        if not isinstance(items, (list, tuple)) or not all(
+            isinstance(i, Mapping) and isinstance(i.get("field"), str) for i in items
+        ):
+            raise QueryError(
+                f"{name} must be a list of {{'field': ..., 'type': ...}} dicts, not {items!r}"
+            )
+    nfilters = normalise_filters(filters, filter_operator)
+    summaries = sorted([str(s["field"]), str(s.get("type"))] for s in summary_fields)
+    groups = [
+        [str(g["field"]), str(g.get("type")), str(g.get("direction", "asc"))]
+        for g in (grouping or [])
+    ]
+    call = {
+        "m": "summarize",
+        "t": entity_type,
+        "f": nfilters,
+        "s": summaries,
+        "g": groups,
+        "a": bool(include_archived_projects),
+    }
+    paths = [s[0] for s in summaries] + [g[0] for g in groups]
+    return call, dependent_types(entity_type, paths, nfilters)
 
 
 try:

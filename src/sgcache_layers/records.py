@@ -32,6 +32,8 @@ from typing import Any, Optional, Union
 
 from . import codec
 from .codec import CodecError
+from .entity import Entity
+from .identity import IdentityMap
 
 __all__ = [
     "BUCKETS",
@@ -40,6 +42,7 @@ __all__ = [
     "PREFIX",
     "Keys",
     "Namespace",
+    "SessionCodec",
     "bucket_name",
     "decode",
     "encode",
@@ -60,6 +63,8 @@ _FAST_FRAME = "~" + PREFIX
 _EXACT_FRAME = "~" + PREFIX + "x"
 _FAST_HEAD = f'["{_FAST_FRAME}",'
 _EXACT_HEAD = f'["{_EXACT_FRAME}",'
+_VALUE_FRAME = "~sgclv"
+_VALUE_HEAD = f'["{_VALUE_FRAME}",'
 _INT_MIN = -(2**63)
 _INT_END = 2**64
 _DATETIME = _dt.datetime
@@ -457,6 +462,64 @@ def _to_zone(record: dict[str, Any], tz: _dt.tzinfo) -> None:
         for name, value in row.items():
             if value.__class__ is _DATETIME and value.tzinfo is not None:
                 row[name] = value.astimezone(tz)
+
+
+class SessionCodec:
+    """``Session.encode``/``decode``: records in their own format, anything else as exact
+    tagged JSON in which entities are references carrying their fields (merged into the
+    identity map when decoded)."""
+
+    def __init__(self, identity: IdentityMap, tz: Optional[_dt.tzinfo] = None) -> None:
+        self.identity = identity
+        self.tz = tz
+        self._decode_value = codec.make_decoder(self._entity_from)
+
+    def encode(self, data: Any) -> str:
+        """Text for *data* (a record, or any value built from ShotGrid data)."""
+        if is_record(data):
+            return encode(data)
+        body = codec.escape(data, self._reference)
+        return _VALUE_HEAD + codec.dumps(body, escape=False) + "]"
+
+    def decode(self, text: _Text) -> Any:
+        """What :meth:`encode` wrote (``CodecError`` for anything else)."""
+        if is_text_record(text):
+            return decode(text, self.tz)
+        value = self._decode_value(text)
+        if value.__class__ is not list or len(value) != 2 or value[0] != _VALUE_FRAME:
+            raise CodecError("not a value written by Session.encode")
+        return value[1]
+
+    def _reference(self, data: Any, top: bool = True) -> Any:
+        """The tagged reference an entity is encoded as (``None`` for anything else)."""
+        if not isinstance(data, Entity):
+            return None
+        ref: dict[str, Any] = {codec.TAG: "entity", "type": data.type, "id": data.id}
+        if top:
+
+            def inner(value: Any) -> Any:
+                return self._reference(value, top=False)
+
+            ref["fields"] = {
+                codec.escape_key(name): codec.escape(value, inner)
+                for name, value in dict.items(data)
+                if name not in ("type", "id")
+            }
+        else:
+            name = dict.get(data, "name")
+            if name is not None:
+                ref["fields"] = {"name": codec.escape(name)}
+        return ref
+
+    def _entity_from(self, obj: dict[str, Any]) -> Any:
+        entity_type, entity_id = obj.get("type"), obj.get("id")
+        if not isinstance(entity_type, str) or not isinstance(entity_id, int):
+            return obj
+        entity = self.identity.entity(entity_type, entity_id)
+        fields = obj.get("fields")
+        if isinstance(fields, dict):
+            self.identity.merge_fields(entity, fields, over=None)
+        return entity
 
 
 def is_text_record(text: Any) -> bool:

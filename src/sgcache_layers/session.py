@@ -21,38 +21,44 @@ A session is safe to use from many threads at once.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import logging
 import math
-import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from . import codec, records
 from .answers import Answers, Policy
 from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
-from .entity import NOT_SET, Entity
+from .config import (
+    Seconds,
+    SessionConfigError,
+    client_zone,
+    identity_of,
+    options_of,
+    seconds,
+    shotgun_from_environment,
+    site_of,
+    stale_limit,
+)
+from .entity import Entity
 from .events import SCHEMA_TYPE
 from .fetching import Requests, WriteBehind, find_rows, make_executor
 from .freshness import EventLog, Freshness, Layout
-from .identity import UNCONFIRMED, IdentityMap
+from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, PARENT_FIELDS, Graph
+from .identity import UNCONFIRMED, IdentityMap, copy_value, outbound
 from .keys import KeyMaker
 from .pool import ShotgunPool
 from .query import (
     QueryError,
-    _value_key,
     call_digest,
     dependent_types,
+    find_call,
     has_plain_repr,
-    normalise_fields,
-    normalise_filters,
-    normalise_order,
+    summarize_call,
 )
-from .records import FORMAT_VERSION, Keys, Namespace
+from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec
+from .stats import SessionStats
 from .upkeep import Writes
 
 __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "SessionStats"]
@@ -62,89 +68,10 @@ log = logging.getLogger("sgcache_layers.session")
 MODES = ("direct", "cached", "offline")
 
 CacheArg = Union[None, Cache, Callable[["Session"], Optional[Cache]]]
-Seconds = Union[int, float, _dt.timedelta]
 
 
 class OfflineError(RuntimeError):
     """A write (or other server-only call) was made while the session is offline."""
-
-
-class SessionConfigError(ValueError):
-    """The session could not be configured (missing environment, bad argument)."""
-
-
-def _seconds(value: Any, name: str, allow_none: bool = False) -> Optional[float]:
-    """Seconds from a number or a ``timedelta``, or a :class:`SessionConfigError`."""
-    if value is None and allow_none:
-        return None
-    total = getattr(value, "total_seconds", None)
-    if callable(total):
-        value = total()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise SessionConfigError(f"{name} must be seconds >= 0 (or a timedelta), not {value!r}")
-    return float(value)
-
-
-def _stale_limit(value: Any) -> Union[bool, float]:
-    if isinstance(value, bool):
-        return value
-    limit = _seconds(value, "stale_if_error")
-    assert limit is not None
-    return limit
-
-
-@dataclass
-class SessionStats:
-    """Counters a session keeps: requests by method, cache hits and misses by layer.
-
-    ``hits`` and ``misses`` count answers looked up in the cache: ``query`` for ``find``,
-    ``summarize`` and schema answers, ``cache`` for entities' own records.  A ``get``
-    answered by an entity already in memory is not counted.
-    """
-
-    requests: Counter[str] = field(default_factory=Counter)
-    hits: Counter[str] = field(default_factory=Counter)
-    misses: Counter[str] = field(default_factory=Counter)
-    stale_served: int = 0
-    syncs: int = 0
-    flushes: int = 0
-    cache: Optional[LayeredCache] = field(default=None, repr=False, compare=False)
-    store: Optional[Callable[[], Optional[LayeredCache]]] = field(
-        default=None, repr=False, compare=False
-    )
-
-    @property
-    def layers(self) -> list[dict[str, Any]]:
-        """Hits, misses and errors of each layer of ``session.cache``.
-
-        Records read from the layers after memory directly count there.
-        """
-        if self.cache is None:
-            return []
-        rows: list[dict[str, Any]] = [dict(s) for s in self.cache.stats()]
-        store = self.store() if self.store is not None else None
-        if store is not None:
-            for row, extra in zip(rows[1:], store.stats()):
-                for name in ("hits", "misses", "errors"):
-                    row[name] += extra[name]  # type: ignore[literal-required,unused-ignore]
-        return rows
-
-    @property
-    def request_count(self) -> int:
-        """Total number of ShotGrid requests made."""
-        return sum(self.requests.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        """A plain dict of every counter, for printing or JSON."""
-        return {
-            "requests": dict(self.requests),
-            "hits": dict(self.hits),
-            "misses": dict(self.misses),
-            "stale_served": self.stale_served,
-            "syncs": self.syncs,
-            "flushes": self.flushes,
-            "layers": self.layers,
-        }
 
 
 class _ThreadState(threading.local):
@@ -153,98 +80,15 @@ class _ThreadState(threading.local):
     bypass: int = 0
 
 
-def _site_of(shotgun: Any) -> str:
-    """The site URL, lower-cased, without credentials or a trailing slash."""
-    config = getattr(shotgun, "config", None)
-    scheme = getattr(config, "scheme", None)
-    server = getattr(config, "server", None)
-    url = f"{scheme}://{server}" if scheme and server else str(getattr(shotgun, "base_url", ""))
-    url = url.lower().rstrip("/")
-    scheme_part, sep, rest = url.partition("://")
-    if sep:
-        url = scheme_part + sep + rest.rpartition("@")[2]
-    return url
-
-
-def _identity_of(shotgun: Any) -> Optional[tuple[tuple[str, str], ...]]:
-    """The permission identity of a client: script or user, plus sudo (never a secret)."""
-    config = getattr(shotgun, "config", None)
-    script = getattr(config, "script_name", None)
-    login = getattr(config, "user_login", None)
-    sudo = getattr(config, "sudo_as_login", None)
-    parts: list[tuple[str, str]]
-    if script:
-        parts = [("script", str(script))]
-    elif login:
-        parts = [("user", str(login))]
-    elif "mockgun" in type(shotgun).__module__:
-        parts = [("mockgun", "local")]  # Mockgun keeps no credentials; its data is local
-    else:
-        return None
-    if sudo:
-        parts.append(("sudo", str(sudo)))
-    return tuple(parts)
-
-
-def _options_of(shotgun: Any) -> tuple[tuple[str, str], ...]:
-    """Client options that change what answers look like."""
-    config = getattr(shotgun, "config", None)
-    utc = getattr(config, "convert_datetimes_to_utc", True)
-    localized = getattr(config, "localized", False)
-    return (("tz", "local" if utc else "utc"), ("l10n", "1" if localized else "0"))
-
-
-def _client_zone(shotgun: Any) -> Optional[_dt.tzinfo]:
-    """The zone the client gives aware datetimes in (``None``: leave them as stored)."""
-    config = getattr(shotgun, "config", None)
-    if config is None or not getattr(config, "convert_datetimes_to_utc", False):
-        return None
-    try:
-        from shotgun_api3.shotgun import SG_TIMEZONE
-    except ImportError:  # pragma: no cover - a core dependency
-        return None
-    zone: Optional[_dt.tzinfo] = getattr(SG_TIMEZONE, "local", None)
-    return zone
-
-
-def _copy_value(value: Any) -> Any:
-    """A copy deep enough that callers cannot alter a cached answer."""
-    if isinstance(value, list):
-        return [_copy_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _copy_value(v) for k, v in value.items()}
-    return value
-
-
 class Session:
     """A ``shotgun_api3``-compatible session that caches reads in layers."""
 
     #: Fields fetched for every entity that :meth:`get` or :meth:`fetch_core` loads.
-    important_fields_for_all: list[str] = ["updated_at"]
+    important_fields_for_all: list[str] = list(IMPORTANT_FOR_ALL)
     #: Extra fields fetched per type by :meth:`get` and :meth:`fetch_core`.
-    important_fields: dict[str, list[str]] = {
-        "Project": ["name"],
-        "Sequence": ["code", "project"],
-        "Shot": ["code", "sg_sequence", "sg_status_list", "project"],
-        "Asset": ["code", "sg_asset_type", "sg_status_list", "project"],
-        "Step": ["code", "short_name", "entity_type"],
-        "Task": ["content", "step", "entity", "sg_status_list", "project"],
-        "Version": ["code", "entity", "sg_task", "sg_status_list", "project"],
-        "PublishedFile": ["code", "entity", "task", "version_number", "project"],
-        "HumanUser": ["login", "name"],
-        "ApiUser": ["firstname"],
-    }
+    important_fields: dict[str, list[str]] = {k: list(v) for k, v in IMPORTANT_FIELDS.items()}
     #: The field that points at each type's parent, for :meth:`fetch_heirarchy`.
-    parent_fields: dict[str, Optional[str]] = {
-        "Project": None,
-        "Sequence": "project",
-        "Shot": "sg_sequence",
-        "Asset": "project",
-        "Task": "entity",
-        "Version": "entity",
-        "PublishedFile": "entity",
-        "Note": "project",
-    }
+    parent_fields: dict[str, Optional[str]] = dict(PARENT_FIELDS)
 
     def __init__(
         self,
@@ -264,18 +108,18 @@ class Session:
         identity: Optional[str] = None,
     ) -> None:
         if shotgun is None:
-            shotgun = self._shotgun_from_environment()
+            shotgun = shotgun_from_environment()
         if mode not in MODES:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self._max_age = _seconds(max_age, "max_age") or 0.0
-        self.schema_max_age = _seconds(schema_max_age, "schema_max_age") or 0.0
-        self.stale_if_error = _stale_limit(stale_if_error)
-        self._sync_interval = _seconds(sync_interval, "sync_interval", allow_none=True)
+        self._max_age = seconds(max_age, "max_age") or 0.0
+        self.schema_max_age = seconds(schema_max_age, "schema_max_age") or 0.0
+        self.stale_if_error = stale_limit(stale_if_error)
+        self._sync_interval = seconds(sync_interval, "sync_interval", allow_none=True)
         if not isinstance(sync_limit, int) or sync_limit < 1:
             raise SessionConfigError(f"sync_limit must be an int >= 1, not {sync_limit!r}")
         self.sync_limit = sync_limit
         #: Seconds to keep asking for event ids that were missing (late commits).
-        self.event_backlog = _seconds(event_backlog, "event_backlog") or 0.0
+        self.event_backlog = seconds(event_backlog, "event_backlog") or 0.0
 
         # A real client is wrapped in a pool so the session is thread-safe; any other
         # object (a Mockgun, a test double) is used as it is.
@@ -287,13 +131,13 @@ class Session:
                 self.shotgun = ShotgunPool(shotgun)
         except ImportError:  # pragma: no cover - shotgun_api3 is a core dependency
             pass
-        parts = ((("identity", identity),) if identity else None) or _identity_of(shotgun)
+        parts = ((("identity", identity),) if identity else None) or identity_of(shotgun)
         if not parts:
             raise SessionConfigError(
                 "cannot tell the permission identity of this client (no script name or "
                 "user login); pass identity='...' so cached data stays in its own namespace"
             )
-        self.site = (site or _site_of(shotgun)).lower().rstrip("/")
+        self.site = (site or site_of(shotgun)).lower().rstrip("/")
         self.identity = ";".join(f"{k}={v}" for k, v in parts)
         #: Makes cache keys from normalised calls (``None``: the built-in fast, stable one).
         self.cache_key_maker: Optional[KeyMaker] = cache_key_maker
@@ -305,13 +149,13 @@ class Session:
         self._next_sync = math.inf if self._sync_interval is None else 0.0
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self._plans: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
-        self._tz = _client_zone(shotgun)
-        self._value_decode = codec.make_decoder(self._decode_entity)
+        self._tz = client_zone(shotgun)
 
         self.cache = LayeredCache([MemoryCache()] + self._extra_layers(cache))
-        self._keys = Keys(Namespace(self.site, parts, _options_of(shotgun)).base)
+        self._keys = Keys(Namespace(self.site, parts, options_of(shotgun)).base)
         self._layout = Layout(self.cache)
         self._identity = IdentityMap(self, self._still_current)
+        self._codec = SessionCodec(self._identity, self._tz)
         self._freshness = Freshness(self._keys, self._layout, on_epoch=self._on_epoch)
         self._requests = Requests(self.shotgun, self.stats.requests)
         self._pages = make_executor()
@@ -325,12 +169,13 @@ class Session:
             writer=self._writer,
             stats=self.stats,
         )
+        self._graph = Graph(self, self._identity, self._answers)
         self._writes = Writes(
             freshness=self._freshness,
             identity=self._identity,
             answers=self._answers,
             request=self._requests,
-            outbound=self._outbound,
+            outbound=outbound,
         )
         self._events = EventLog(
             self._freshness,
@@ -359,21 +204,6 @@ class Session:
                 f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
             )
         return [extra]
-
-    @staticmethod
-    def _shotgun_from_environment() -> Any:
-        names = ("SG_URL", "SG_SCRIPT", "SG_API_KEY")
-        missing = [name for name in names if not os.environ.get(name)]
-        if missing:
-            raise SessionConfigError(
-                "no shotgun client given and the environment does not say how to make one: "
-                f"set {', '.join(missing)}"
-            )
-        from shotgun_api3.shotgun import Shotgun
-
-        return Shotgun(
-            os.environ["SG_URL"], os.environ["SG_SCRIPT"], os.environ["SG_API_KEY"], connect=False
-        )
 
     def __repr__(self) -> str:
         return f"<Session {self.site} {self.identity} mode={self.mode}>"
@@ -440,7 +270,7 @@ class Session:
 
     @max_age.setter
     def max_age(self, value: Seconds) -> None:
-        self._max_age = _seconds(value, "max_age") or 0.0
+        self._max_age = seconds(value, "max_age") or 0.0
 
     @property
     def sync_interval(self) -> Optional[float]:
@@ -449,7 +279,7 @@ class Session:
 
     @sync_interval.setter
     def sync_interval(self, value: Optional[Seconds]) -> None:
-        self._sync_interval = _seconds(value, "sync_interval", allow_none=True)
+        self._sync_interval = seconds(value, "sync_interval", allow_none=True)
         self._next_sync = math.inf if self._sync_interval is None else 0.0
 
     def _policy(self, max_age: Optional[Seconds] = None) -> Policy:
@@ -463,7 +293,7 @@ class Session:
         elif (max_age.__class__ is int or max_age.__class__ is float) and max_age >= 0:
             age = float(max_age)
         else:
-            age = _seconds(max_age, "max_age") or 0.0
+            age = seconds(max_age, "max_age") or 0.0
         memo = (mode, age, self.stale_if_error, state.bypass > 0)
         policy = self._policies.get(memo)
         if policy is None:
@@ -475,47 +305,11 @@ class Session:
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
         """Return *data* as JSON text; entities become references with their fields."""
-        if records.is_record(data):
-            return records.encode(data)
-        body = codec.escape(data, self._entity_ref)
-        return '["~sgclv",' + codec.dumps(body, escape=False) + "]"
+        return self._codec.encode(data)
 
     def decode(self, text: Union[str, bytes]) -> Any:
         """Decode text written by :meth:`encode`; entities are merged into this session."""
-        if records.is_text_record(text):
-            return records.decode(text, self._tz)
-        value = self._value_decode(text)
-        if value.__class__ is not list or len(value) != 2 or value[0] != "~sgclv":
-            raise codec.CodecError("not a value written by Session.encode")
-        return value[1]
-
-    def _entity_ref(self, data: Any, top: bool = True) -> Any:
-        """The tagged reference an entity is encoded as (``None`` for anything else)."""
-        if not isinstance(data, Entity):
-            return None
-        ref: dict[str, Any] = {codec.TAG: "entity", "type": data.type, "id": data.id}
-        if top:
-            inner = lambda value: self._entity_ref(value, top=False)  # noqa: E731
-            ref["fields"] = {
-                codec.escape_key(name): codec.escape(value, inner)
-                for name, value in dict.items(data)
-                if name not in ("type", "id")
-            }
-        else:
-            name = dict.get(data, "name")
-            if name is not None:
-                ref["fields"] = {"name": codec.escape(name)}
-        return ref
-
-    def _decode_entity(self, obj: dict[str, Any]) -> Any:
-        etype, eid = obj.get("type"), obj.get("id")
-        if not isinstance(etype, str) or not isinstance(eid, int):
-            return obj
-        entity = self._identity.entity(etype, eid)
-        fields = obj.get("fields")
-        if isinstance(fields, dict):
-            self._identity.merge_fields(entity, fields, over=None)
-        return entity
+        return self._codec.decode(text)
 
     # ---------------------------------------------------------- freshness glue
     @property
@@ -568,53 +362,9 @@ class Session:
         for entity_id in ids:
             if isinstance(entity_id, bool) or not isinstance(entity_id, int):
                 raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
-        found = self._get_many(entity_type, list(dict.fromkeys(ids)), fetch, self._policy())
+        found = self._graph.get_many(entity_type, list(dict.fromkeys(ids)), fetch, self._policy())
         out = [found.get(i) for i in ids]
         return out[0] if isinstance(id_or_ids, int) else out
-
-    def _get_many(
-        self, entity_type: str, ids: list[int], fetch: bool, policy: Policy
-    ) -> dict[int, Optional[Entity]]:
-        answers = self._answers
-        found: dict[int, Optional[Entity]] = {}
-        if policy.reads or policy.offline:
-            unstored: list[Entity] = []
-            for entity_id in ids:
-                entity = self._identity.get(entity_type, entity_id)
-                if answers.live(entity, policy):
-                    assert entity is not None
-                    found[entity_id] = None if entity._exists is False else entity
-                    if entity._stored is not entity._deps and entity._exists:
-                        unstored.append(entity)
-            if unstored and policy.writes:
-                # Known from an answer: leave its own record for other processes' gets.
-                answers.store_entities(unstored)
-            wanted = [i for i in ids if i not in found]
-            found.update(answers.from_records(entity_type, wanted, policy))
-        wanted = [i for i in ids if i not in found]
-        if wanted and not policy.offline and fetch:
-            known: set[str] = set()
-            for entity_id in wanted:
-                entity = self._identity.get(entity_type, entity_id)
-                if entity is not None:
-                    known.update(n for n in dict.keys(entity) if "." not in n)
-            fields = self._core_fields(entity_type, known)
-            found.update(answers.fetch_ids(entity_type, wanted, fields, policy))
-        elif wanted and not fetch and not policy.offline:
-            for entity_id in wanted:
-                found[entity_id] = self._identity.entity(entity_type, entity_id)
-        return found
-
-    def _core_fields(self, entity_type: str, known: Iterable[str] = ()) -> list[str]:
-        """Important fields of a type plus the fields an entity already holds.
-
-        ``name`` is left out unless important: on most types it only arrived as a link's
-        display name and is not a field ShotGrid could return.
-        """
-        names = set(self.important_fields_for_all)
-        names.update(self.important_fields.get(entity_type, ()))
-        names.update(n for n in known if n not in ("type", "id", "name"))
-        return sorted(names)
 
     def find(
         self,
@@ -672,7 +422,7 @@ class Session:
                 self.shotgun,
                 self._pages,
                 entity_type,
-                self._outbound(filters),
+                outbound(filters),
                 nfields,
                 order=order,
                 filter_operator=filter_operator,
@@ -699,27 +449,19 @@ class Session:
         additional_filter_presets: Any,
     ) -> tuple[str, list[str], dict[str, Any]]:
         """Check and normalise a ``find`` call: its key digest, fields and filters."""
-        if not isinstance(entity_type, str) or not entity_type:
-            raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise QueryError(f"limit must be an int >= 0, not {limit!r}")
-        if isinstance(page, bool) or not isinstance(page, int) or page < 0:
-            raise QueryError(f"page must be an int >= 0, not {page!r}")
-        nfields = normalise_fields(fields)
-        nfilters = normalise_filters(filters, filter_operator)
-        call = {
-            "m": "find",
-            "t": entity_type,
-            "f": nfilters,
-            "fl": nfields,
-            "o": normalise_order(order),
-            "l": limit,
-            "p": page,
-            "r": bool(retired_only),
-            "a": bool(include_archived_projects),
-            "x": _value_key(additional_filter_presets or []),
-        }
-        return self._digest(call), nfields, nfilters
+        call = find_call(
+            entity_type,
+            filters,
+            fields,
+            order,
+            filter_operator,
+            limit,
+            retired_only,
+            page,
+            include_archived_projects,
+            additional_filter_presets,
+        )
+        return self._digest(call), call["fl"], call["f"]
 
     def find_one(
         self,
@@ -767,31 +509,14 @@ class Session:
         max_age: Optional[Seconds] = None,
     ) -> Any:
         """``Shotgun.summarize``, cached like a query."""
-        if not isinstance(entity_type, str) or not entity_type:
-            raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
-        for name, items in (("summary_fields", summary_fields), ("grouping", grouping or [])):
-            if not isinstance(items, (list, tuple)) or not all(
-                isinstance(i, Mapping) and isinstance(i.get("field"), str) for i in items
-            ):
-                raise QueryError(
-                    f"{name} must be a list of {{'field': ..., 'type': ...}} dicts, not {items!r}"
-                )
-        nfilters = normalise_filters(filters, filter_operator)
-        summaries = sorted([str(s["field"]), str(s.get("type"))] for s in summary_fields)
-        groups = [
-            [str(g["field"]), str(g.get("type")), str(g.get("direction", "asc"))]
-            for g in (grouping or [])
-        ]
-        call = {
-            "m": "summarize",
-            "t": entity_type,
-            "f": nfilters,
-            "s": summaries,
-            "g": groups,
-            "a": bool(include_archived_projects),
-        }
-        paths = [s[0] for s in summaries] + [g[0] for g in groups]
-        deps = dependent_types(entity_type, paths, nfilters)
+        call, deps = summarize_call(
+            entity_type,
+            filters,
+            summary_fields,
+            filter_operator,
+            grouping,
+            include_archived_projects,
+        )
         kwargs: dict[str, Any] = {}
         if filter_operator:
             kwargs["filter_operator"] = filter_operator
@@ -799,14 +524,14 @@ class Session:
             kwargs["grouping"] = [dict(g) for g in grouping]
         if not include_archived_projects:
             kwargs["include_archived_projects"] = False
-        outbound = self._outbound(filters)
+        sent = outbound(filters)
         fields = [dict(s) for s in summary_fields]
 
         def ask() -> Any:
-            return self._requests("summarize", entity_type, outbound, fields, **kwargs)
+            return self._requests("summarize", entity_type, sent, fields, **kwargs)
 
         return self._answers.value(
-            "v", entity_type, self._digest(call), deps, ask, self._policy(max_age), _copy_value
+            "v", entity_type, self._digest(call), deps, ask, self._policy(max_age), copy_value
         )
 
     def schema_read(self, project_entity: Optional[Mapping[str, Any]] = None) -> Any:
@@ -844,28 +569,13 @@ class Session:
 
         policy = self._policy(self.schema_max_age)
         return self._answers.value(
-            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, _copy_value
+            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, copy_value
         )
 
     # -------------------------------------------------------------- fetching
     def populate_field(self, entity: Entity, name: str) -> Any:
         """Called by ``entity[name]`` for a missing field (the entity owner protocol)."""
-        if not self.auto_populate:
-            return NOT_SET
-        self.fetch([entity], [name])
-        try:
-            return dict.__getitem__(entity, name)
-        except KeyError:
-            if self.mode == "offline":
-                return NOT_SET
-            if entity._exists is False:
-                raise KeyError(
-                    f"{entity.type} {entity.id} is retired or does not exist, so it has no "
-                    f"field {name!r}"
-                ) from None
-            raise KeyError(
-                f"{entity.type} {entity.id} has no field {name!r} (ShotGrid did not return it)"
-            ) from None
+        return self._graph.populate_field(entity, name)
 
     def index_backrefs(self) -> None:
         """Build the backref index (the entity owner protocol)."""
@@ -873,70 +583,19 @@ class Session:
 
     def fetch(self, entities: Iterable[Entity], fields: Iterable[str], force: bool = False) -> None:
         """Make sure *entities* hold *fields*, asking ShotGrid only for what is missing."""
-        names = normalise_fields(list(fields))
-        policy = self._policy()
-        by_type: dict[str, list[Entity]] = {}
-        for entity in entities:
-            if force or any(not dict.__contains__(entity, n) for n in names):
-                by_type.setdefault(entity.type, []).append(entity)
-        if not by_type or not names:
-            return
-        answers = self._answers
-        for entity_type, group in by_type.items():
-            if (policy.reads or policy.offline) and not force:
-                answers.from_records(entity_type, [e.id for e in group], policy)
-                group = [e for e in group if any(not dict.__contains__(e, n) for n in names)]
-            if not group or policy.offline:
-                continue
-            wanted = sorted(set(names) | {"updated_at"})
-            answers.fetch_ids(entity_type, [e.id for e in group], wanted, policy)
+        self._graph.fetch(entities, fields, force)
 
     def fetch_core(self, entities: Iterable[Entity]) -> None:
         """Fetch the important fields of *entities* and of the entities they link to."""
-        entities = list(entities)
-        by_type: dict[str, list[Entity]] = {}
-        for entity in entities:
-            by_type.setdefault(entity.type, []).append(entity)
-        linked: list[Entity] = []
-        for entity_type, group in by_type.items():
-            names = self._core_fields(entity_type)
-            self.fetch(group, names)
-            for entity in group:
-                for name in names:
-                    value = dict.get(entity, name)
-                    if isinstance(value, Entity):
-                        linked.append(value)
-        second: dict[str, list[Entity]] = {}
-        for entity in linked:
-            second.setdefault(entity.type, []).append(entity)
-        for entity_type, group in second.items():
-            self.fetch(group, self._core_fields(entity_type))
+        self._graph.fetch_core(entities)
 
     def fetch_backrefs(self, entities: Iterable[Entity], entity_type: str, field_name: str) -> None:
         """Find every *entity_type* whose *field_name* links to one of *entities*."""
-        links = [e.minimal for e in entities]
-        if links:
-            self.find(entity_type, [[field_name, "in", links]], [field_name])
+        self._graph.fetch_backrefs(entities, entity_type, field_name)
 
     def fetch_heirarchy(self, entities: Iterable[Entity]) -> list[Entity]:
         """Fetch parents up to the project; return every entity involved."""
-        involved: dict[tuple[str, int], Entity] = {}
-        current = list(entities)
-        while current:
-            for entity in current:
-                involved[entity.key] = entity
-            by_field: dict[tuple[str, str], list[Entity]] = {}
-            for entity in current:
-                parent_field = self.parent_fields.get(entity.type)
-                if parent_field:
-                    by_field.setdefault((entity.type, parent_field), []).append(entity)
-            for (_, parent_field), group in by_field.items():
-                self.fetch(group, [parent_field])
-            parents = [e.parent(fetch=False) for e in current]
-            current = list(
-                {p.key: p for p in parents if p is not None and p.key not in involved}.values()
-            )
-        return list(involved.values())
+        return self._graph.fetch_heirarchy(entities)
 
     fetch_hierarchy = fetch_heirarchy
 
@@ -944,22 +603,7 @@ class Session:
         self, entities: Iterable[Entity], check: bool = True, force: bool = False
     ) -> set[Entity]:
         """The entities that exist (are not retired), or whose state is unknown."""
-        entities = list(entities)
-        if check and self.mode != "offline":
-            by_type: dict[str, list[Entity]] = {}
-            for entity in entities:
-                if force or entity._exists is None:
-                    by_type.setdefault(entity.type, []).append(entity)
-            for entity_type, group in by_type.items():
-                ids = [e.id for e in group]
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    rows = self._requests("find", entity_type, [["id", "in", chunk]], [])
-                    alive = {row["id"] for row in rows}
-                    for entity in group:
-                        if entity.id in chunk:
-                            entity._exists = entity.id in alive
-        return {e for e in entities if e._exists is not False}
+        return self._graph.filter_exists(entities, check, force)
 
     def merge(self, data: Any, over: Optional[bool] = None) -> Any:
         """Import raw ShotGrid data: every entity-like dict becomes the session's Entity.
@@ -974,16 +618,6 @@ class Session:
     def _check_writable(self, method: str) -> None:
         if self.mode == "offline":
             raise OfflineError(f"{method}() needs ShotGrid, but the session is offline")
-
-    def _outbound(self, data: Any) -> Any:
-        """Entities become plain links before they are sent to ShotGrid."""
-        if isinstance(data, Entity):
-            return data.minimal
-        if isinstance(data, Mapping):
-            return {k: self._outbound(v) for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [self._outbound(v) for v in data]
-        return data
 
     def create(
         self,
