@@ -481,3 +481,23 @@ def test_sudo_as_login_is_its_own_namespace(shotgrid_server: Any, tmp_path: Path
     assert f"sudo={login}" in as_user.namespace
     as_user.find("Shot", [], ["code"])
     assert as_user.stats.requests["find"] == 1
+
+
+def test_the_session_follows_the_layers_it_is_given(sg: Any, tmp_path: Path) -> None:
+    """``session.cache.caches`` refuses in-place changes; an assigned list is used."""
+    session = Session(sg)
+    with pytest.raises(TypeError, match="assign"):
+        session.cache.caches.append(MemoryCache())  # type: ignore[attr-defined]
+    disk = SerialisedCache(
+        FileCache(str(tmp_path / "added")), encode=session.encode, decode=session.decode
+    )
+    session.cache.caches = [session.cache.caches[0], disk]
+    session.find("Shot", [], ["code"])
+    session.get("Shot", a_shot(sg)["id"])
+    session.drain()
+    keys = disk.keys()
+    assert any("|q|Shot|" in k for k in keys) and any("|e|Shot|" in k for k in keys)
+    assert any(k.endswith("|clock") for k in keys)  # bookkeeping moved there too
+    again = Session(sg, cache=disk)
+    again.find("Shot", [], ["code"])
+    assert again.stats.request_count == 0

@@ -162,6 +162,15 @@ class Answers:
         """A data key under the current epoch."""
         return self.keys.data(self.freshness.epoch, kind, name, rest)
 
+    def _current_key(self, key: str) -> str:
+        """*key* under the current epoch (another process may have flushed meanwhile)."""
+        head = f"{self.keys.base}|"
+        if key.startswith(head):
+            epoch, _, rest = key[len(head) :].partition("|")
+            if epoch != self.freshness.epoch:
+                return f"{head}{self.freshness.epoch}|{rest}"
+        return key
+
     def _memory_get(self, key: str) -> Optional[Answer]:
         memory = self.layout.memory
         if memory is None:
@@ -340,10 +349,13 @@ class Answers:
         deps: Callable[[], Sequence[str]],
         ask: Callable[[], list[dict[str, Any]]],
         policy: Policy,
+        local: Optional[Callable[[Policy], Optional[list[Entity]]]] = None,
     ) -> list[Entity]:
         """A ``find`` answer: from memory, from a record, or from ShotGrid (once).
 
-        *deps* gives the types the answer depends on (asked only on a miss).
+        *deps* gives the types the answer depends on (asked only on a miss).  *local*,
+        when given, may answer a miss without ShotGrid (from a warmed snapshot): it
+        returns the entities, or ``None`` when it cannot answer this call.
         """
         hint: list[str] = []
         if policy.reads or policy.offline:
@@ -357,8 +369,12 @@ class Answers:
                 if self.freshness.epoch == epoch:
                     break
             self.stats.misses["query"] += 1
-            if policy.offline:
-                return []
+        if local is not None and not policy.bypass:
+            answered = local(policy)
+            if answered is not None:
+                return answered
+        if policy.offline:
+            return []
         key = self.data_key("q", entity_type, key_rest)
         # The types an earlier answer turned out to depend on are read before asking too.
         wanted = list(dict.fromkeys(list(deps()) + [n for n in hint if n != _MOVED]))
@@ -423,6 +439,7 @@ class Answers:
             before = _NOTHING_BEFORE
         else:
             gens, before = self._gens_for(deps)
+            key = self._current_key(key)
         number = self.identity.begin()
         try:
             stamp = _time()
@@ -462,8 +479,12 @@ class Answers:
         ask: Callable[[], Any],
         policy: Policy,
         copy: Callable[[Any], Any],
+        local: Optional[Callable[[Policy], Optional[tuple[Any]]]] = None,
     ) -> Any:
-        """A ``summarize`` or schema answer, cached whole like a ``find``."""
+        """A ``summarize`` or schema answer, cached whole like a ``find``.
+
+        *local* may answer a miss without ShotGrid: ``(value,)``, or ``None``.
+        """
         key = self.data_key(kind, name, key_rest)
         if policy.reads or policy.offline:
             found = self._cached_value(key, policy)
@@ -471,12 +492,18 @@ class Answers:
                 self.stats.hits["query"] += 1
                 return copy(found[0])
             self.stats.misses["query"] += 1
-            if policy.offline:
-                return None
-            key = self.data_key(kind, name, key_rest)
+        if local is not None and not policy.bypass:
+            answered = local(policy)
+            if answered is not None:
+                return copy(answered[0])
+        if policy.offline:
+            return None
+        key = self.data_key(kind, name, key_rest)
 
         def fill() -> Answer:
+            nonlocal key
             gens, _ = ({}, 0) if policy.bypass else self._gens_for(deps)
+            key = self._current_key(key)
             stamp = _time()
             result = ask()
             answer = Answer(stamp, gens, value=result)

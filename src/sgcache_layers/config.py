@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 __all__ = [
     "Seconds",
     "SessionConfigError",
+    "cache_from_spec",
     "client_zone",
     "identity_of",
     "options_of",
@@ -119,4 +120,18 @@ def shotgun_from_environment() -> Any:
 
     return Shotgun(
         os.environ["SG_URL"], os.environ["SG_SCRIPT"], os.environ["SG_API_KEY"], connect=False
+    )
+
+
+def cache_from_spec(spec: Any, session: Any) -> Any:
+    """The cache a ``Session(cache=...)`` string, list or ``True`` stands for.
+
+    ``True`` is a private per-user directory; a string is a URL (``file:///path``,
+    ``redis://host:6379/0``) or a plain path, and ``+`` stacks layers shallowest first
+    (``"file:///tmp/c+redis://farm"``); a list stacks its items.  Each layer is serialised
+    with the session's own codec.
+    """
+    raise SessionConfigError(
+        f"cache={spec!r}: cache URLs and paths are not supported yet; pass a Cache or a "
+        "cache_maker(session) callable"
     )

@@ -135,8 +135,12 @@ def _flatten(cache: Cache) -> list[Cache]:
     return [cache]
 
 
+_NEVER: Any = object()
+
+
 def _revision(cache: LayeredCache) -> Any:
-    return (getattr(cache, "revision", 0), tuple(id(c) for c in cache.caches))
+    # Assigning new layers bumps the revision; in-place changes are refused.
+    return getattr(cache, "revision", None)
 
 
 class Layout:
@@ -150,12 +154,14 @@ class Layout:
 
     def __init__(self, cache: LayeredCache) -> None:
         self._cache = cache
-        self._seen: Any = None
+        self._seen: Any = _NEVER
         self.memory: Optional[MemoryCache] = None
         self.store: Optional[LayeredCache] = None
         self.shared: list[Cache] = []
         self.authorities: list[Cache] = []
         self.writable: Cache = cache
+        #: Bumped whenever the parts are re-derived, so users of the layout can notice.
+        self.version = 0
         self.refresh()
 
     def refresh(self) -> bool:
@@ -184,6 +190,7 @@ class Layout:
         # Bookkeeping is written wherever it is read from, and to memory when alone.
         writable = self.shared or flat
         self.writable = LayeredCache(writable) if writable else self._cache
+        self.version += 1
         return True
 
 
@@ -235,6 +242,7 @@ class Freshness:
         # not put its (possibly older) tokens back.
         self._era = 0
         self._marker: Any = None
+        self._layout_seen = layout.version
         self._on_epoch = on_epoch
         self.epoch = ""
         self._load_epoch()
@@ -291,6 +299,10 @@ class Freshness:
         When the authority can tell cheaply that nothing at all was written since the last
         read (its change token), the read is skipped.
         """
+        self.layout.refresh()
+        if self.layout.version != self._layout_seen:
+            self._layout_seen = self.layout.version
+            self._clock_seen = None  # new layers: their bookkeeping is read afresh
         marker = self._change_token()
         if marker is not None and marker == self._marker and self._clock_seen is not None:
             return

@@ -33,6 +33,7 @@ from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
 from .config import (
     Seconds,
     SessionConfigError,
+    cache_from_spec,
     client_zone,
     identity_of,
     options_of,
@@ -48,6 +49,7 @@ from .freshness import EventLog, Freshness, Layout
 from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, PARENT_FIELDS, Graph
 from .identity import UNCONFIRMED, IdentityMap, copy_value, outbound
 from .keys import KeyMaker
+from .offline import Snapshots
 from .pool import ShotgunPool
 from .query import (
     QueryError,
@@ -66,8 +68,28 @@ __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "S
 log = logging.getLogger("sgcache_layers.session")
 
 MODES = ("direct", "cached", "offline")
+_FIND_ARGS = (
+    "entity_type",
+    "filters",
+    "fields",
+    "order",
+    "filter_operator",
+    "limit",
+    "retired_only",
+    "page",
+    "include_archived_projects",
+    "additional_filter_presets",
+)
+_SUMMARIZE_ARGS = (
+    "entity_type",
+    "filters",
+    "summary_fields",
+    "filter_operator",
+    "grouping",
+    "include_archived_projects",
+)
 
-CacheArg = Union[None, Cache, Callable[["Session"], Optional[Cache]]]
+CacheArg = Union[None, bool, str, Sequence[str], Cache, Callable[["Session"], Optional[Cache]]]
 
 
 class OfflineError(RuntimeError):
@@ -106,6 +128,8 @@ class Session:
         event_backlog: Seconds = 300.0,
         site: Optional[str] = None,
         identity: Optional[str] = None,
+        schema: Any = None,
+        snapshots: bool = False,
     ) -> None:
         if shotgun is None:
             shotgun = shotgun_from_environment()
@@ -170,6 +194,7 @@ class Session:
             stats=self.stats,
         )
         self._graph = Graph(self, self._identity, self._answers)
+        self._snapshots = Snapshots(self, schema=schema, in_cached_mode=snapshots)
         self._writes = Writes(
             freshness=self._freshness,
             identity=self._identity,
@@ -190,6 +215,10 @@ class Session:
     # ------------------------------------------------------------------ set-up
     def _extra_layers(self, cache: CacheArg) -> list[Cache]:
         extra: Any = cache
+        if cache is True or isinstance(cache, (str, list, tuple)):
+            # A URL, a path, a list of them, or True for the user's own cache directory.
+            extra = lambda session: cache_from_spec(cache, session)  # noqa: E731
+            cache = extra
         if callable(cache) and not isinstance(cache, Cache):
             try:
                 extra = cache(self)
@@ -433,7 +462,13 @@ class Session:
                 additional_filter_presets=additional_filter_presets,
             )
 
-        return self._answers.find(digest, entity_type, deps, ask, policy)
+        local = None
+        if self._snapshots.answers(policy):
+
+            def local(policy: Policy) -> Optional[list[Entity]]:
+                return self._snapshots.find(policy, dict(zip(_FIND_ARGS, args)))
+
+        return self._answers.find(digest, entity_type, deps, ask, policy, local)
 
     def _plan_find(
         self,
@@ -530,8 +565,28 @@ class Session:
         def ask() -> Any:
             return self._requests("summarize", entity_type, sent, fields, **kwargs)
 
+        policy = self._policy(max_age)
+        local = None
+        if self._snapshots.answers(policy):
+            given = dict(
+                zip(
+                    _SUMMARIZE_ARGS,
+                    (
+                        entity_type,
+                        filters,
+                        summary_fields,
+                        filter_operator,
+                        grouping,
+                        include_archived_projects,
+                    ),
+                )
+            )
+
+            def local(policy: Policy) -> Optional[tuple[Any]]:
+                return self._snapshots.summarize(policy, given)
+
         return self._answers.value(
-            "v", entity_type, self._digest(call), deps, ask, self._policy(max_age), copy_value
+            "v", entity_type, self._digest(call), deps, ask, policy, copy_value, local
         )
 
     def schema_read(self, project_entity: Optional[Mapping[str, Any]] = None) -> Any:
@@ -568,8 +623,14 @@ class Session:
             return self._requests(method, *call_args)
 
         policy = self._policy(self.schema_max_age)
+        local = None
+        if self._snapshots.schema is not None:
+
+            def local(policy: Policy) -> Optional[tuple[Any]]:
+                return self._snapshots.schema_call(policy, method, args, project)
+
         return self._answers.value(
-            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, copy_value
+            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, copy_value, local
         )
 
     # -------------------------------------------------------------- fetching
@@ -613,6 +674,20 @@ class Session:
         in place of dicts.
         """
         return self._identity.merge(data, over, UNCONFIRMED)
+
+    def warm(
+        self,
+        project: Any,
+        entity_types: Optional[Sequence[str]] = None,
+        fields: Optional[Mapping[str, Sequence[str]]] = None,
+        *,
+        progress: Optional[bool] = None,
+    ) -> dict[str, Any]:
+        """Fetch a project's entities so that reads of it can be answered offline.
+
+        See the offline guide; returns a report of what was fetched.
+        """
+        return self._snapshots.warm(project, entity_types, fields, progress=progress)
 
     # ----------------------------------------------------------------- writes
     def _check_writable(self, method: str) -> None:
