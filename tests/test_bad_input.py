@@ -321,3 +321,23 @@ def test_a_broken_layer_mid_run_degrades_to_a_miss(
         assert [e["code"] for e in session.find("Shot", [], ["code"])] == first
         assert session.get("Shot", session.find("Shot", [], ["code"])[0]["id"]) is not None
     assert any("failed" in r.getMessage() for r in caplog.records)
+
+
+def test_stale_if_error_seconds_bound_how_stale_an_answer_may_be(
+    shotgrid_server: ShotgridServer,
+) -> None:
+    import time
+
+    server = shotgrid_server
+    client = server.client()
+    client.config.max_rpc_attempts = 1
+    session = Session(client, stale_if_error=0.5)
+    assert [e["code"] for e in session.find("Shot", [], ["code"])]
+    server.inject_fault("503", method="find", count=None)
+    assert session.find("Shot", [], ["code"], max_age=0)  # younger than half a second
+    assert session.stats.stale_served == 1
+    time.sleep(0.6)
+    with pytest.raises(Exception, match="503"):
+        session.find("Shot", [], ["code"], max_age=0)  # now too stale to serve
+    with pytest.raises(ValueError, match="stale_if_error"):
+        Session(client, stale_if_error=-1)

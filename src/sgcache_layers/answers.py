@@ -16,6 +16,7 @@ answer of any age, with a warning.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ _Before = tuple[int, Mapping[str, str]]
 _NOTHING_BEFORE: _Before = (0, {})
 #: A generation name no token ever matches: the answer may not be used again.
 _MOVED = "~moved"
+#: The mode of a stale_if_error fallback: any generations, no older than a limit.
+_STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -260,9 +263,12 @@ class Answers:
     # -- the checks ------------------------------------------------------------------
 
     def usable(self, stamp: float, gens: Mapping[str, str], policy: Policy) -> bool:
-        """The freshness rule for *policy* (offline: any age, any generation)."""
+        """The freshness rule for *policy* (offline: any age, any generation; a stale
+        fallback: any generation, no older than its limit)."""
         if policy.offline:
             return True
+        if policy.mode == _STALE:
+            return stamp + policy.max_age > _time()
         if gens is UNCONFIRMED or _MOVED in gens:
             return False
         return self.freshness.usable(stamp, gens, policy.max_age)
@@ -385,7 +391,9 @@ class Answers:
         try:
             answer = self.flights.run(key, fill) if policy.writes else fill()
         except Exception as error:
-            stale = self._stale(error, policy, lambda: self._cached_find(key, entity_type, None))
+            stale = self._stale(
+                error, policy, lambda limit: self._cached_find(key, entity_type, limit)
+            )
             if stale is None:
                 raise
             return stale  # type: ignore[no-any-return]
@@ -405,6 +413,8 @@ class Answers:
         """
         answer = self._memory_get(key)
         any_age = policy is None or policy.offline
+        if policy is not None and policy.mode == _STALE:
+            any_age = False
         if answer is not None and answer.entities is not None:
             if any_age or self.usable(answer.t, answer.gens, policy):  # type: ignore[arg-type]
                 return list(answer.entities)
@@ -516,14 +526,14 @@ class Answers:
         try:
             answer = self.flights.run(key, fill) if policy.writes else fill()
         except Exception as error:
-            stale = self._stale(error, policy, lambda: self._cached_value(key, None))
+            stale = self._stale(error, policy, lambda limit: self._cached_value(key, limit))
             if stale is None:
                 raise
             return copy(stale[0])
         return copy(answer.value)
 
     def _cached_value(self, key: str, policy: Optional[Policy]) -> Optional[tuple[Any]]:
-        any_age = policy is None or policy.offline
+        any_age = policy is None or (policy.offline and policy.mode != _STALE)
         answer = self._memory_get(key)
         if (
             answer is not None
@@ -541,12 +551,16 @@ class Answers:
 
     # -- stale_if_error --------------------------------------------------------------
 
-    def _stale(self, error: Exception, policy: Policy, cached: Callable[[], Any]) -> Optional[Any]:
-        """A stored answer of any age, when *error* is an outage and *policy* allows it."""
+    def _stale(
+        self, error: Exception, policy: Policy, cached: Callable[[Policy], Any]
+    ) -> Optional[Any]:
+        """A stored answer whatever its generations, when *error* is an outage and *policy*
+        allows it: of any age (``stale_if_error=True``) or no older than that many seconds."""
         allowed = policy.stale_if_error
         if policy.mode != "cached" or policy.bypass or not allowed or not is_unavailable(error):
             return None
-        found = cached()
+        limit = math.inf if allowed is True else float(allowed)
+        found = cached(Policy(mode=_STALE, max_age=limit))
         if found is None:
             return None
         self.stats.stale_served += 1
@@ -630,7 +644,7 @@ class Answers:
                     stale = self._stale(
                         error,
                         policy,
-                        lambda ids=chunk: self._stale_records(entity_type, ids),  # type: ignore[misc]
+                        lambda limit, ids=chunk: self._stale_records(entity_type, ids, limit),  # type: ignore[misc]
                     )
                     if stale is None:
                         raise
@@ -658,9 +672,11 @@ class Answers:
                 self.store_retired(entity_type, gone, gens, stamp)
         return out
 
-    def _stale_records(self, entity_type: str, ids: list[int]) -> Optional[dict[int, Any]]:
-        """Stored records of every one of *ids*, of any age (``None`` if one is missing)."""
-        found = self.from_records(entity_type, ids, _ANY_AGE)
+    def _stale_records(
+        self, entity_type: str, ids: list[int], policy: Policy
+    ) -> Optional[dict[int, Any]]:
+        """Stored records of every one of *ids* usable under *policy* (else ``None``)."""
+        found = self.from_records(entity_type, ids, policy)
         return found if len(found) == len(set(ids)) else None
 
     def store_entities(self, entities: Iterable[Entity]) -> None:
