@@ -10,9 +10,12 @@ options and returning a :class:`SectionResult`.  ``filecache``: writer
 processes store keys unique to each writer in one FileCache directory, each
 key acknowledged only once ``set`` has returned, while reader processes read
 random acknowledged keys; afterwards every acknowledged key must read back
-exactly and ``PRAGMA integrity_check`` must say ``ok``.  A ``session`` section
-(a Session over the loopback ShotGrid server) has its name reserved in
-``SECTION_NAMES`` and joins ``SECTIONS`` when it is written.
+exactly and ``PRAGMA integrity_check`` must say ``ok``.  ``session``: writer
+processes, each with its own Session over one FileCache directory and the loopback
+ShotGrid server, update their own shots; reader processes read random shots with
+``get()`` and ``find()``.  A read that shows an older value than a write that had
+returned before the read began is stale; afterwards a new session must show every
+shot's last acknowledged write (else it was lost).
 """
 
 from __future__ import annotations
@@ -338,10 +341,247 @@ def filecache_section(options: argparse.Namespace) -> SectionResult:
     )
 
 
+# -- Session section -------------------------------------------------------------------
+
+SHOTS_PER_WRITER = 40
+
+
+def _session_on(url: str, script: str, key: str, path: str) -> Any:
+    import shotgun_api3
+
+    from sgcache_layers import SerialisedCache, Session
+
+    sg = shotgun_api3.Shotgun(url, script, key, connect=False)
+    sg.config.timeout_secs = 60
+    return Session(
+        sg, cache=lambda s: SerialisedCache(FileCache(path), encode=s.encode, decode=s.decode)
+    )
+
+
+def _code_number(code: Any) -> int:
+    """``w3-17`` -> 17 (-1 for a code no writer wrote)."""
+    try:
+        return int(str(code).rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def _session_writer(
+    site: tuple[str, str, str, str],
+    writer: int,
+    shots: list[int],
+    acked: Any,
+    ready: multiprocessing.Queue[str],
+    start: Any,
+    stop: Any,
+    results: multiprocessing.Queue[dict[str, Any]],
+) -> None:
+    """Update this writer's shots in turn; a write counts once ``update`` has returned."""
+    errors: list[str] = []
+    latencies: list[float] = []
+    session = _session_on(*site)
+    ready.put("writer")
+    start.wait()
+    written = 0
+    while not stop.is_set():
+        slot = written % len(shots)
+        number = written // len(shots)
+        began = time.perf_counter()
+        try:
+            session.update("Shot", shots[slot], {"code": f"w{writer}-{number}"})
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            errors.append(f"{type(exc).__name__}: {exc}")
+            if len(errors) > 20:
+                break
+            continue
+        _keep_sample(latencies, written + 1, time.perf_counter() - began)
+        acked[writer * SHOTS_PER_WRITER + slot] = number  # acknowledged: update() returned
+        written += 1
+    session.close()
+    results.put(
+        {"role": "writer", "id": writer, "ops": written, "latencies": latencies, "errors": errors}
+    )
+
+
+def _session_reader(
+    site: tuple[str, str, str, str],
+    reader: int,
+    shots: list[int],
+    acked: Any,
+    ready: multiprocessing.Queue[str],
+    start: Any,
+    stop: Any,
+    results: multiprocessing.Queue[dict[str, Any]],
+) -> None:
+    """Read random shots with get() and find(); a read older than a returned write is stale."""
+    rng = random.Random(reader)
+    errors: list[str] = []
+    latencies: list[float] = []
+    reads = stale = 0
+    session = _session_on(*site)
+    ready.put("reader")
+    start.wait()
+    while not stop.is_set():
+        slot = rng.randrange(len(shots))
+        floor = acked[slot]  # a write this new had returned before the read began
+        began = time.perf_counter()
+        try:
+            if reads % 2:
+                code = session.get("Shot", shots[slot])["code"]
+            else:
+                rows = session.find("Shot", [["id", "is", shots[slot]]], ["code"])
+                code = rows[0]["code"]
+        except Exception as exc:  # noqa: BLE001 - every failure is reported
+            errors.append(f"{type(exc).__name__}: {exc}")
+            if len(errors) > 20:
+                break
+            continue
+        reads += 1
+        _keep_sample(latencies, reads, time.perf_counter() - began)
+        if floor >= 0 and _code_number(code) < floor:
+            stale += 1
+    session.close()
+    results.put(
+        {
+            "role": "reader",
+            "id": reader,
+            "ops": reads,
+            "stale": stale,
+            "latencies": latencies,
+            "errors": errors,
+        }
+    )
+
+
+def session_section(options: argparse.Namespace) -> SectionResult:
+    """Writer and reader processes, each with its own Session, over one FileCache and the
+    loopback ShotGrid server."""
+    from sgcache_layers.testing import ShotgridServer
+
+    context = multiprocessing.get_context("spawn")
+    workdir = options.dir or tempfile.mkdtemp(prefix="sgcache-bench-load-")
+    path = os.path.join(workdir, "session")
+    writers, readers = options.writers, options.readers
+    server = ShotgridServer().start()
+    try:
+        with server.store.lock:
+            project = server.store.bulk_insert("Project", [{"name": "Load"}])[0]
+            shots = server.store.bulk_insert(
+                "Shot",
+                [
+                    {"code": "unwritten", "project": {"type": "Project", "id": project}}
+                    for _ in range(writers * SHOTS_PER_WRITER)
+                ],
+            )
+        site = (server.url, server.script_name, server.api_key, path)
+        acked = context.Array("q", [-1] * len(shots), lock=False)
+        ready: multiprocessing.Queue[str] = context.Queue()
+        results: multiprocessing.Queue[dict[str, Any]] = context.Queue()
+        start, stop = context.Event(), context.Event()
+        mine = [shots[w * SHOTS_PER_WRITER : (w + 1) * SHOTS_PER_WRITER] for w in range(writers)]
+        processes = [
+            context.Process(
+                target=_session_writer,
+                args=(site, writer, mine[writer], acked, ready, start, stop, results),
+            )
+            for writer in range(writers)
+        ] + [
+            context.Process(
+                target=_session_reader,
+                args=(site, reader, shots, acked, ready, start, stop, results),
+            )
+            for reader in range(readers)
+        ]
+        reports: list[dict[str, Any]] = []
+        try:
+            for process in processes:
+                process.start()
+            for _ in processes:
+                ready.get(timeout=180)
+            began = time.perf_counter()
+            start.set()
+            time.sleep(options.seconds)
+            stop.set()
+            window = time.perf_counter() - began
+            for _ in processes:
+                reports.append(results.get(timeout=180))
+            for process in processes:
+                process.join(timeout=60)
+        except queue.Empty:
+            stop.set()
+            for process in processes:
+                process.kill()
+            raise RuntimeError("a worker process did not report in time") from None
+        # Afterwards a new session must show every shot's last acknowledged write, as
+        # ShotGrid itself does.
+        truth = {row["id"]: row["code"] for row in server.client().find("Shot", [], ["code"])}
+        check = _session_on(*site)
+        lost = 0
+        for slot, shot_id in enumerate(shots):
+            number = acked[slot]
+            if number < 0:
+                continue
+            shown = check.get("Shot", shot_id)["code"]
+            if _code_number(shown) < number or shown != truth[shot_id]:
+                lost += 1
+        check.close()
+    finally:
+        server.stop()
+    if options.dir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    by_role: dict[str, list[dict[str, Any]]] = {"writer": [], "reader": []}
+    for report in reports:
+        by_role[report["role"]].append(report)
+    errors = [error for report in reports for error in report["errors"]]
+    write_ops = sum(report["ops"] for report in by_role["writer"])
+    read_ops = sum(report["ops"] for report in by_role["reader"])
+    stale = sum(report.get("stale", 0) for report in by_role["reader"])
+    write_p50, write_p99 = _percentiles(
+        [sample for report in by_role["writer"] for sample in report.get("latencies", [])]
+    )
+    read_p50, read_p99 = _percentiles(
+        [sample for report in by_role["reader"] for sample in report.get("latencies", [])]
+    )
+    ok = lost == 0 and stale == 0 and not errors and write_ops > 0 and read_ops > 0
+    rows = [
+        ("writes/s (all writers, update())", f"{write_ops / window:,.0f}"),
+        ("reads/s (all readers, get()/find())", f"{read_ops / window:,.0f}"),
+        ("write latency p50 / p99", f"{write_p50:.2f} ms / {write_p99:.2f} ms"),
+        ("read latency p50 / p99", f"{read_p50:.2f} ms / {read_p99:.2f} ms"),
+        ("writes acknowledged", f"{write_ops:,}"),
+        ("acknowledged writes lost", f"{lost:,}"),
+        ("stale reads after a write returned", f"{stale:,}"),
+        ("errors", f"{len(errors):,}"),
+    ]
+    for error in errors[:5]:
+        rows.append(("error", error[:120]))
+    return SectionResult(
+        title=(
+            f"Session: {writers} writer and {readers} reader processes, one FileCache, the "
+            f"loopback ShotGrid server, {window:.1f} s"
+        ),
+        rows=rows,
+        ok=ok,
+        figures={
+            "writers": writers,
+            "readers": readers,
+            "seconds": round(window, 3),
+            "writes_per_s": write_ops / window,
+            "reads_per_s": read_ops / window,
+            "write_latency_ms": {"p50": write_p50, "p99": write_p99},
+            "read_latency_ms": {"p50": read_p50, "p99": read_p99},
+            "writes": write_ops,
+            "lost": lost,
+            "stale_reads": stale,
+            "errors": errors,
+        },
+    )
+
+
 # -- driver ------------------------------------------------------------------------------
 
 #: The sections that exist, by name, in running order (names from SECTION_NAMES).
-SECTIONS: dict[str, Section] = {"filecache": filecache_section}
+SECTIONS: dict[str, Section] = {"filecache": filecache_section, "session": session_section}
 
 
 def print_section(result: SectionResult) -> None:
