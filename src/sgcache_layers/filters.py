@@ -81,6 +81,7 @@ __all__ = [
     "FieldTypes",
     "FilterError",
     "Predicate",
+    "SUMMARY_TYPES",
     "SchemaSource",
     "Source",
     "apply_filter_presets",
@@ -93,10 +94,12 @@ __all__ = [
     "page_rows",
     "path_type",
     "sort_rows",
+    "summarize_rows",
     "to_date",
     "to_datetime",
     "validate_filter_presets",
     "wire_page",
+    "wire_value",
 ]
 
 Row = Mapping[str, Any]
@@ -1191,3 +1194,218 @@ def apply_filter_presets(
         winners = {id(row) for _, row in best.values()}
         kept = [r for r in kept if id(r) in winners]
     return kept
+
+
+# ---------------------------------------------------------------------------------- summaries
+
+#: The ``type`` values a ``summary_fields`` entry may take.
+SUMMARY_TYPES = frozenset(
+    {
+        "record_count",
+        "count",
+        "sum",
+        "average",
+        "maximum",
+        "minimum",
+        "latest",
+        "earliest",
+        "checked",
+        "unchecked",
+        "percentage",
+    }
+)
+_DATE_GROUPS = ("day", "week", "month", "quarter", "year")
+_NUMBER_GROUPS = {
+    "tens": 10,
+    "hundreds": 100,
+    "thousands": 1000,
+    "tensofthousands": 10000,
+    "hundredsofthousands": 100000,
+    "millions": 1000000,
+}
+
+
+def wire_value(value: Any) -> Any:
+    """*value* as it travels on the wire: datetimes as UTC ``...Z`` text, dates as text.
+
+    Naive datetimes are taken as UTC; dicts, lists and tuples are converted all through.
+    """
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime(_WIRE_DATETIME)
+    if isinstance(value, _dt.date):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, dict):
+        return {k: wire_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [wire_value(v) for v in value]
+    return value
+
+
+def _summary_field(entity_type: str, spec: Any, source: DataSource) -> str:
+    """The field a summary or grouping entry names; FilterError if it is not a field."""
+    name = spec.get("field", "") if isinstance(spec, Mapping) else ""
+    if not isinstance(name, str) or path_type(entity_type, name, source) is None:
+        raise FilterError(f"{entity_type}.{name} doesn't exist")
+    return name
+
+
+def _summary(kind: str, spec: Mapping[str, Any], rows: Sequence[Row], values: List[Any]) -> Any:
+    """One summary of *values* (the first value each row reaches), in wire form."""
+    present = [v for v in values if v not in (None, "", [])]
+    if kind == "record_count":
+        return len(rows)
+    if kind == "count":
+        return len(present)
+    if kind == "sum":
+        return sum(v for v in present if isinstance(v, (int, float)))
+    if kind == "average":
+        numbers = [v for v in present if isinstance(v, (int, float))]
+        return sum(numbers) / len(numbers) if numbers else 0
+    if kind in ("maximum", "latest"):
+        return wire_value(max(present)) if present else None
+    if kind in ("minimum", "earliest"):
+        return wire_value(min(present)) if present else None
+    if kind == "checked":
+        return sum(1 for v in values if v is True)
+    if kind == "unchecked":
+        return sum(1 for v in values if not v)
+    want = spec.get("value")
+    return round(100.0 * sum(1 for v in values if v == want) / len(values)) if values else 0
+
+
+def _summaries(
+    entity_type: str, rows: Sequence[Row], specs: Sequence[Mapping[str, Any]], source: DataSource
+) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for spec in specs:
+        name, kind = str(spec.get("field", "")), spec.get("type", "")
+        if kind not in SUMMARY_TYPES:
+            raise FilterError(f"Summary type {kind!r} is not supported")
+        getter = compile_path(entity_type, name, source)[1]
+        values = [v for row in rows for v in getter(row)[:1]]
+        out[name] = _summary(str(kind), spec, rows, values)
+    return out
+
+
+def _group_key(
+    entity_type: str, row: Row, spec: Mapping[str, Any], source: DataSource
+) -> Tuple[Any, str, Any]:
+    """``(sort key, group_name, group_value)`` of one row for one grouping entry."""
+    name, how = str(spec.get("field", "")), spec.get("type", "exact")
+    kind, getter = compile_path(entity_type, name, source)
+    values = getter(row)
+    value = values[0] if values else None
+    if kind == "entity":
+        if not isinstance(value, Mapping) or not value or not source.link_visible(value):
+            return ((1, ""), "", None)
+        if how == "entitytype":
+            return ((0, value["type"]), value["type"], value["type"])
+        link = {
+            "type": value["type"],
+            "id": value["id"],
+            "name": source.link_name(value),
+            "valid": "valid",
+        }
+        label = str(link["name"] or "")
+        return ((0, label.lower()), label, link)
+    if value is None or value == "":
+        return ((1, ""), "", None)
+    if (
+        isinstance(value, (_dt.datetime, str))
+        and kind in ("date", "date_time")
+        and how in _DATE_GROUPS
+    ):
+        moment = _row_datetime(value)
+        if moment is None:
+            raise FilterError(f"Invalid date_time value {value!r}")
+        label = {
+            "day": moment.strftime("%Y-%m-%d"),
+            "week": moment.strftime("%G-W%V"),
+            "month": moment.strftime("%Y-%m"),
+            "quarter": f"{moment.year}-Q{(moment.month - 1) // 3 + 1}",
+            "year": moment.strftime("%Y"),
+        }[str(how)]
+        return ((0, label), label, label)
+    if _is_number(value) and how in _NUMBER_GROUPS:
+        size = _NUMBER_GROUPS[str(how)]
+        low = int(value // size) * size
+        return ((0, low), f"{low} - {low + size - 1}", low)
+    if how == "firstletter" and isinstance(value, str):
+        letter = value[:1].upper()
+        return ((0, letter), letter, letter)
+    wire = wire_value(value)
+    label = str(wire)
+    sort_value = value.lower() if isinstance(value, str) else value
+    if isinstance(sort_value, (dict, list)):
+        sort_value = label
+    return ((0, sort_value), label, wire)
+
+
+def _groups(
+    entity_type: str,
+    rows: Sequence[Row],
+    specs: Sequence[Mapping[str, Any]],
+    grouping: Sequence[Mapping[str, Any]],
+    source: DataSource,
+) -> List[Dict[str, Any]]:
+    if not grouping:
+        return []
+    spec, rest = grouping[0], grouping[1:]
+    _summary_field(entity_type, spec, source)
+    buckets: Dict[str, Tuple[Any, Tuple[str, Any], List[Row]]] = {}
+    for row in rows:
+        sort_key, label, value = _group_key(entity_type, row, spec, source)
+        ident = json.dumps([label, value], sort_keys=True, default=str)
+        if ident not in buckets:
+            buckets[ident] = (sort_key, (label, value), [])
+        buckets[ident][2].append(row)
+    ordered = sorted(
+        buckets.values(),
+        key=lambda bucket: bucket[0],
+        reverse=str(spec.get("direction", "asc")).lower() == "desc",
+    )
+    groups = []
+    for _, (label, value), members in ordered:
+        group: Dict[str, Any] = {
+            "group_name": label,
+            "group_value": value,
+            "summaries": _summaries(entity_type, members, specs, source),
+        }
+        if rest:
+            group["groups"] = _groups(entity_type, members, specs, rest, source)
+        groups.append(group)
+    return groups
+
+
+def summarize_rows(
+    entity_type: str,
+    rows: Sequence[Row],
+    summary_fields: Any,
+    grouping: Any,
+    source: DataSource,
+) -> Dict[str, Any]:
+    """What the ``summarize`` RPC answers for *rows* (already filtered), in wire form.
+
+    ``{"summaries": {field: value}, "groups": [...]}``: totals over every row, and one group
+    per distinct value of the first ``grouping`` entry (nested for the next ones), each with
+    ``group_name``, ``group_value`` and its own summaries.  Summaries take the first value
+    each row reaches (deep paths too); links group by display name (``group_value`` is the
+    link with ``valid``), dates by day/week/month/quarter/year, numbers by tens and up,
+    text by ``firstletter``; empty values form one group named ``""``.  Unknown fields
+    and summary types raise :class:`FilterError`.  Pass rows in id order: sums of floats
+    depend on the order they are added in, and a site adds them in id order.
+    """
+    specs: List[Mapping[str, Any]] = [s for s in summary_fields or [] if isinstance(s, Mapping)]
+    if len(specs) != len(summary_fields or []):
+        raise FilterError(f"summary_fields must be a list of dicts, got {summary_fields!r}")
+    for spec in specs:
+        _summary_field(entity_type, spec, source)
+    groups: List[Mapping[str, Any]] = [g for g in grouping or [] if isinstance(g, Mapping)]
+    if len(groups) != len(grouping or []):
+        raise FilterError(f"grouping must be a list of dicts, got {grouping!r}")
+    return {
+        "summaries": _summaries(entity_type, rows, specs, source),
+        "groups": _groups(entity_type, rows, specs, groups, source),
+    }
