@@ -31,13 +31,16 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 from .answers import Answers, Policy
 from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
 from .config import (
+    FROM_ENVIRONMENT,
     Seconds,
     SessionConfigError,
     cache_from_spec,
+    cache_maker_of,
     client_zone,
     identity_of,
     options_of,
     seconds,
+    setting,
     shotgun_from_environment,
     site_of,
     stale_limit,
@@ -115,15 +118,15 @@ class Session:
     def __init__(
         self,
         shotgun: Any = None,
-        cache: CacheArg = None,
+        cache: CacheArg = FROM_ENVIRONMENT,
         cache_key_maker: Optional[KeyMaker] = None,
         auto_populate: bool = True,
         *,
-        mode: str = "cached",
-        max_age: Seconds = 600.0,
-        schema_max_age: Seconds = 3600.0,
-        stale_if_error: Union[bool, Seconds] = True,
-        sync_interval: Optional[Seconds] = None,
+        mode: str = FROM_ENVIRONMENT,
+        max_age: Seconds = FROM_ENVIRONMENT,
+        schema_max_age: Seconds = FROM_ENVIRONMENT,
+        stale_if_error: Union[bool, Seconds] = FROM_ENVIRONMENT,
+        sync_interval: Optional[Seconds] = FROM_ENVIRONMENT,
         sync_limit: int = 5000,
         event_backlog: Seconds = 300.0,
         site: Optional[str] = None,
@@ -133,12 +136,18 @@ class Session:
     ) -> None:
         if shotgun is None:
             shotgun = shotgun_from_environment()
+        # Arguments left out come from SGCACHE_LAYERS_* variables, then the defaults.
+        mode = setting("mode", mode)
         if mode not in MODES:
             raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self._max_age = seconds(max_age, "max_age") or 0.0
-        self.schema_max_age = seconds(schema_max_age, "schema_max_age") or 0.0
-        self.stale_if_error = stale_limit(stale_if_error)
-        self._sync_interval = seconds(sync_interval, "sync_interval", allow_none=True)
+        self._max_age = seconds(setting("max_age", max_age), "max_age") or 0.0
+        self.schema_max_age = (
+            seconds(setting("schema_max_age", schema_max_age), "schema_max_age") or 0.0
+        )
+        self.stale_if_error = stale_limit(setting("stale_if_error", stale_if_error))
+        self._sync_interval = seconds(
+            setting("sync_interval", sync_interval), "sync_interval", allow_none=True
+        )
         if not isinstance(sync_limit, int) or sync_limit < 1:
             raise SessionConfigError(f"sync_limit must be an int >= 1, not {sync_limit!r}")
         self.sync_limit = sync_limit
@@ -175,7 +184,8 @@ class Session:
         self._plans: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self._tz = client_zone(shotgun)
 
-        self.cache = LayeredCache([MemoryCache()] + self._extra_layers(cache))
+        extra = self._extra_layers(cache_maker_of(setting("cache", cache)))
+        self.cache = LayeredCache([MemoryCache()] + extra)
         self._keys = Keys(Namespace(self.site, parts, options_of(shotgun)).base)
         self._layout = Layout(self.cache)
         self._identity = IdentityMap(self, self._still_current)
