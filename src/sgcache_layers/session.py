@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast, overload
 
 from .answers import Answers, Policy
 from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
@@ -381,12 +381,20 @@ class Session:
             log.warning("automatic sync failed: %s", error)
 
     # ------------------------------------------------------------------ reads
+    @overload
+    def get(self, entity_type: str, id_or_ids: int, fetch: bool = ...) -> Optional[Entity]: ...
+
+    @overload
+    def get(
+        self, entity_type: str, id_or_ids: Sequence[int], fetch: bool = ...
+    ) -> list[Optional[Entity]]: ...
+
     def get(
         self,
         entity_type: str,
         id_or_ids: Union[int, Sequence[int]],
         fetch: bool = True,
-    ) -> Any:
+    ) -> Union[Optional[Entity], list[Optional[Entity]]]:
         """One entity by type and id (or a list for a list of ids); ``None`` if absent.
 
         An entity in memory or a record in any cache layer answers while it is fresh.
@@ -552,7 +560,7 @@ class Session:
         include_archived_projects: bool = True,
         *,
         max_age: Optional[Seconds] = None,
-    ) -> Any:
+    ) -> Optional[dict[str, Any]]:
         """``Shotgun.summarize``, cached like a query."""
         call, deps = summarize_call(
             entity_type,
@@ -595,26 +603,35 @@ class Session:
             def local(policy: Policy) -> Optional[tuple[Any]]:
                 return self._snapshots.summarize(policy, given)
 
-        return self._answers.value(
+        answer = self._answers.value(
             "v", entity_type, self._digest(call), deps, ask, policy, copy_value, local
         )
+        return cast(Optional[dict[str, Any]], answer)
 
-    def schema_read(self, project_entity: Optional[Mapping[str, Any]] = None) -> Any:
+    def schema_read(
+        self, project_entity: Optional[Mapping[str, Any]] = None
+    ) -> Optional[dict[str, dict[str, dict[str, Any]]]]:
         """``Shotgun.schema_read``, cached with :attr:`schema_max_age`."""
-        return self._schema_call("schema_read", (), project_entity)
+        schema = self._schema_call("schema_read", (), project_entity)
+        return cast(Optional[dict[str, dict[str, dict[str, Any]]]], schema)
 
-    def schema_entity_read(self, project_entity: Optional[Mapping[str, Any]] = None) -> Any:
+    def schema_entity_read(
+        self, project_entity: Optional[Mapping[str, Any]] = None
+    ) -> Optional[dict[str, dict[str, Any]]]:
         """``Shotgun.schema_entity_read``, cached with :attr:`schema_max_age`."""
-        return self._schema_call("schema_entity_read", (), project_entity)
+        schema = self._schema_call("schema_entity_read", (), project_entity)
+        return cast(Optional[dict[str, dict[str, Any]]], schema)
 
     def schema_field_read(
         self,
         entity_type: str,
         field_name: Optional[str] = None,
         project_entity: Optional[Mapping[str, Any]] = None,
-    ) -> Any:
+    ) -> Optional[dict[str, dict[str, Any]]]:
         """``Shotgun.schema_field_read``, cached with :attr:`schema_max_age`."""
-        return self._schema_call("schema_field_read", (entity_type, field_name), project_entity)
+        args = (entity_type, field_name)
+        schema = self._schema_call("schema_field_read", args, project_entity)
+        return cast(Optional[dict[str, dict[str, Any]]], schema)
 
     def _schema_call(
         self, method: str, args: tuple[Any, ...], project_entity: Optional[Mapping[str, Any]]
