@@ -218,3 +218,42 @@ def _sets_equal(a: Any, b: Any) -> bool:
     if isinstance(a, (list, tuple)) and type(a) is type(b):
         return len(a) == len(b) and all(same(x, y) or _sets_equal(x, y) for x, y in zip(a, b))
     return False
+
+
+ZONE_CHECK = """
+import datetime as dt, os, random, sys, time
+os.environ["TZ"] = sys.argv[1]
+time.tzset()
+from shotgun_api3.shotgun import SG_TIMEZONE
+from sgcache_layers.records import _Zone
+zone = _Zone(SG_TIMEZONE.local)
+rng = random.Random(7)
+utc = dt.timezone.utc
+bad = 0
+def check(value):
+    global bad
+    expected = value.replace(tzinfo=SG_TIMEZONE.utc).astimezone(SG_TIMEZONE.local)
+    got = zone.convert(value.astimezone(dt.timezone(dt.timedelta(hours=rng.randint(-9, 9)))))
+    same = got == expected and got.tzinfo is expected.tzinfo
+    bad += not (same and got.replace(tzinfo=None) == expected.replace(tzinfo=None))
+for _ in range(3000):
+    check(dt.datetime(1971, 1, 1, tzinfo=utc) + dt.timedelta(seconds=rng.randint(0, 2 * 10**9)))
+for minute in range(0, 366 * 24 * 60, 13):  # a whole year, through both changes of clock
+    check(dt.datetime(2023, 1, 1, tzinfo=utc) + dt.timedelta(minutes=minute))
+print(bad)
+"""
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+)
+def test_times_come_back_in_the_clients_own_zone_exactly(zone: str) -> None:
+    """What the client gives (shotgun_api3's local zone, daylight saving and all)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", ZONE_CHECK, zone], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"

@@ -148,6 +148,19 @@ class Cache(abc.ABC):
         for key, value in mapping.items():
             self.set(key, value)
 
+    def add(self, key: str, value: Any) -> bool:
+        """Store *value* only if *key* holds nothing; return whether it was stored.
+
+        Atomic in the built-in backends (two processes adding one key: exactly one wins);
+        this default checks, then sets.
+        """
+        try:
+            self.get(key)
+        except KeyError:
+            self.set(key, value)
+            return True
+        return False
+
     def close(self) -> None:
         """Release connections or handles; the default has none to release."""
         return None
@@ -169,7 +182,13 @@ class Cache(abc.ABC):
 
 
 #: ProxyCache batch and listing methods, each with the single-key method it is built on.
-_PER_KEY_ROUTES = (("get_many", "get"), ("values", "get"), ("set_many", "set"), ("clear", "remove"))
+_PER_KEY_ROUTES = (
+    ("get_many", "get"),
+    ("values", "get"),
+    ("set_many", "set"),
+    ("add", "set"),
+    ("clear", "remove"),
+)
 
 
 def _defined_at(cls: type, name: str) -> int:
@@ -239,6 +258,10 @@ class ProxyCache(Cache):
     def set_many(self, mapping: Mapping[str, Any]) -> None:
         """Store *mapping* in the proxied cache."""
         self.proxied.set_many(mapping)
+
+    def add(self, key: str, value: Any) -> bool:
+        """Add to the proxied cache."""
+        return self.proxied.add(key, value)
 
     def close(self) -> None:
         """Close the proxied cache."""
@@ -322,6 +345,11 @@ class SerialisedCache(ProxyCache):
             self.proxied.set_many(mapping)
         else:
             self.proxied.set_many({key: encode(value) for key, value in mapping.items()})
+
+    def add(self, key: str, value: Any) -> bool:
+        """Encode *value* and add it to the proxied cache."""
+        encode = self.encode
+        return self.proxied.add(key, value if encode is None else encode(value))
 
 
 class LayerStats(TypedDict):
@@ -617,6 +645,31 @@ class LayeredCache(Cache):
             except Exception as exc:
                 self._failed(index, "set_many", exc)
 
+    def add(self, key: str, value: Any) -> bool:
+        """Add *value* in the deepest working layer (the one every reader shares); if it
+        was stored there, copy it into the shallower ones.  A layer that fails is skipped."""
+        if type(key) is not str:
+            key = check_key(key)
+        caches = self._caches
+        for index in range(len(caches) - 1, -1, -1):
+            try:
+                stored = caches[index].add(key, value)
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "add", exc)
+                continue
+            if stored:
+                for shallower in range(index):
+                    try:
+                        caches[shallower].set(key, value)
+                    except TypeError:
+                        raise
+                    except Exception as exc:
+                        self._failed(shallower, "set", exc)
+            return bool(stored)
+        return False
+
     def remove(self, key: str) -> None:
         """Remove *key* from every layer; ``KeyError`` only if no working layer had it."""
         if type(key) is not str:
@@ -688,6 +741,10 @@ class LayeredCache(Cache):
 
     def __repr__(self) -> str:
         return f"LayeredCache({list(self._caches)!r})"
+
+
+# Makes MemoryCache.add one step for every thread of the process (adds are rare).
+_ADD_LOCK = threading.Lock()
 
 
 class _StrKeyDict(dict[str, Any]):
@@ -798,6 +855,16 @@ class MemoryCache(Cache):
         except TypeError:
             raise key_type_error(key) from None
 
+    def add(self, key: str, value: Any) -> bool:
+        """Store *value* if *key* is absent (atomic: one dict operation)."""
+        if type(key) is not str:
+            key = check_key(key)
+        with _ADD_LOCK:
+            if key in self._data:
+                return False
+            self._data[key] = value
+            return True
+
     def remove(self, key: str) -> None:
         """Remove *key*; ``KeyError`` if absent."""
         try:
@@ -887,7 +954,7 @@ class LRUMemoryCache(MemoryCache):
         self._data = self._lru
         self._sizes: dict[str, int] = {}
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -896,7 +963,7 @@ class LRUMemoryCache(MemoryCache):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def current_bytes(self) -> int:
@@ -979,6 +1046,16 @@ class LRUMemoryCache(MemoryCache):
         size = self._measure(value)
         with self._lock:
             self._put(key, value, size)
+
+    def add(self, key: str, value: Any) -> bool:
+        """Store *value* if *key* is absent, within the bounds (atomic under the lock)."""
+        if type(key) is not str:
+            key = check_key(key)
+        with self._lock:
+            if key in self._lru:
+                return False
+            self.set(key, value)
+            return True
 
     def remove(self, key: str) -> None:
         """Remove *key*; ``KeyError`` if absent."""

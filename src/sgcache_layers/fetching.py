@@ -346,6 +346,19 @@ class WriteBehind:
                 self._thread.start()
 
     def _run(self) -> None:
+        targets: dict[int, Cache] = {}
+        try:
+            self._serve(targets)
+        finally:
+            # Let go of what this thread opened (a FileCache keeps one connection per
+            # thread, and its journal until the last one closes).
+            for target in targets.values():
+                try:
+                    target.close()
+                except Exception as error:  # closing anyway
+                    log.debug("closing a cache from the writer failed: %s", error)
+
+    def _serve(self, targets: dict[int, Cache]) -> None:
         while True:
             item = self._queue.get()
             if item is None:
@@ -371,6 +384,7 @@ class WriteBehind:
                 else:
                     seen[1].update(mapping)
             for target, mapping, merge in batches.values():
+                targets[id(target)] = target
                 _write(target, mapping, merge)
             for target, mapping, _ in items:
                 self._written(target, mapping)

@@ -586,6 +586,17 @@ class FileCache(Cache):
             for key, value in items:
                 cache.set(key, value)
 
+    def add(self, key: str, value: Any) -> bool:
+        """Store the ``str``/``bytes`` *value* if *key* is absent, atomically (one
+        transaction, so of processes adding one key exactly one stores it)."""
+        if type(key) is not str:
+            key = check_key(key)
+        value_type = type(value)
+        if value_type is not str and value_type is not bytes:
+            raise _value_type_error(value)
+        self._writes += 1
+        return bool(self._run("add", self._cache.add, key, value))
+
     def change_token(self) -> Optional[tuple[int, int]]:
         """SQLite's ``data_version`` (moved by any other connection's commit, in any
         process) and this cache's own write count: together they change with any write."""

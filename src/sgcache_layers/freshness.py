@@ -204,6 +204,16 @@ def _read_many(layers: Sequence[Cache], keys: list[str]) -> dict[str, Any]:
     return {}
 
 
+def _add_first(layers: Sequence[Cache], key: str, value: Any) -> bool:
+    """Add *value* under *key* in the first of *layers* that works; whether it was stored."""
+    for layer in layers:
+        try:
+            return layer.add(key, value)
+        except Exception as error:  # a broken layer: try the next one
+            log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+    return False
+
+
 def _write_many(target: Cache, mapping: Mapping[str, Any]) -> None:
     try:
         target.set_many(mapping)
@@ -254,7 +264,9 @@ class Freshness:
         epoch = found.get(self.keys.epoch)
         if not isinstance(epoch, str) or not epoch:
             epoch = self.tokens.new()
-            _write_many(self.layout.writable, {self.keys.epoch: epoch})
+            if not _add_first(self.layout.authorities, self.keys.epoch, epoch):
+                theirs = _read_many(self.layout.authorities, [self.keys.epoch]).get(self.keys.epoch)
+                epoch = theirs if isinstance(theirs, str) and theirs else epoch
         self._switch(epoch)
 
     def _switch(self, epoch: str) -> None:
@@ -384,6 +396,8 @@ class Freshness:
 
     def _load(self, names: list[str], created: Optional[set[str]] = None) -> dict[str, str]:
         """Read *names* from every shared layer; newest wins, regressions and gaps move."""
+        if created is None:
+            created = set()
         era = self._era
         keys = [self._gen_key(name) for name in names]
         layers = self.layout.authorities
@@ -424,9 +438,39 @@ class Freshness:
                     with _HIGH_LOCK:
                         self._high[name] = token
         if fresh:
-            tokens, _ = self.move(fresh)
-            loaded.update(tokens)
+            new = [name for name in fresh if created is not None and name in created]
+            if len(new) == len(fresh):
+                loaded.update(self._introduce(fresh))
+            else:
+                tokens, _ = self.move(fresh)
+                loaded.update(tokens)
         return loaded
+
+    def _add(self, key: str, value: str) -> bool:
+        return _add_first(self.layout.authorities, key, value)
+
+    def _introduce(self, names: list[str]) -> dict[str, str]:
+        """First tokens for generations no layer holds yet.
+
+        Nothing was ever checked against them, so nothing can go stale: the clock is left
+        alone (every process keeps what it knows).  Each is added to the authority only if
+        still absent, so a first token can never overwrite a move made meanwhile.
+        """
+        tokens: dict[str, str] = {}
+        for name in names:
+            key = self._gen_key(name)
+            token = self.tokens.new()
+            if not self._add(key, token):
+                # Another process introduced it first (or no layer took it): use theirs.
+                theirs = _read_many(self.layout.authorities, [key]).get(key)
+                if isinstance(theirs, str) and theirs:
+                    token = theirs
+            tokens[name] = token
+        with self._lock:
+            self._known.update(tokens)
+        with _HIGH_LOCK:
+            self._high.update(tokens)
+        return tokens
 
     def seen_types(self) -> list[str]:
         """Type-level generation names this process has met in the current epoch."""

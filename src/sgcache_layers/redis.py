@@ -498,6 +498,20 @@ class RedisCache(Cache):
         except self._errors as exc:
             raise self._error("set", exc) from exc
 
+    def add(self, key: str, value: Any) -> bool:
+        """Store *value* if *key* is absent (``SET NX``: atomic on the server)."""
+        if type(key) is not str:
+            key = check_key(key)
+        payload = self._encode(value)
+        client = self._client
+        if client is None:
+            client = self._connect()
+        try:
+            name = self._prefix + key.encode("utf-8", "surrogatepass")
+            return bool(client.set(name, payload, nx=True, px=self._ttl_ms))
+        except self._errors as exc:
+            raise self._error("add", exc) from exc
+
     def remove(self, key: str) -> None:
         """Remove *key*; ``KeyError`` if absent."""
         if type(key) is not str:

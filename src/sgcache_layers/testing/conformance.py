@@ -383,6 +383,15 @@ class CacheConformance:
 
     # -- lifecycle -----------------------------------------------------------
 
+    def test_add_stores_only_when_absent(self, cache: Cache) -> None:
+        assert cache.add("added", "first") is True
+        assert cache.get("added") == "first"
+        assert cache.add("added", "second") is False
+        assert cache.get("added") == "first"
+        cache.remove("added")
+        assert cache.add("added", "third") is True
+        assert cache.get("added") == "third"
+
     def test_close_is_idempotent(self, cache: Cache) -> None:
         cache.set("a", "1")
         cache.close()
