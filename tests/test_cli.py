@@ -159,6 +159,65 @@ def test_clear_pattern_matching_nothing(
     assert "Removed 0 entries matching '^nothing$'" in capsys.readouterr().out
 
 
+def _entries(path: str) -> List[str]:
+    cache = FileCache(path)
+    try:
+        return sorted(cache.keys())
+    finally:
+        cache.close()
+
+
+def test_clear_dry_run_counts_and_removes_nothing(
+    populated: Dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = populated["path"]
+    before = _entries(path)
+    assert main(["clear", "--cache-dir", path, "--pattern", r"\|q\|", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    queries = sum(1 for key in before if "|q|" in key)
+    assert queries == 3  # Shot, Task and Project
+    assert out == (
+        f"Would remove {queries} entries matching '\\\\|q\\\\|' from {path} "
+        f"({len(before) - queries} would be left); nothing was removed (--dry-run).\n"
+    )
+    assert _entries(path) == before
+    assert main(["clear", "--cache-dir", path, "--dry-run"]) == 0
+    assert f"Would remove {len(before)} entries from {path} (0 would be left)" in (
+        capsys.readouterr().out
+    )
+    assert _entries(path) == before
+
+
+def test_clear_json_reports_what_was_and_would_be_removed(populated: Dict[str, Any]) -> None:
+    path = populated["path"]
+    before = _entries(path)
+    pattern = r"\|g\|"  # the change generations
+    generations = [key for key in before if re.search(pattern, key)]
+    assert generations
+    dry = _run("clear", "--cache-dir", path, "--pattern", pattern, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout) == {
+        "cache_dir": path,
+        "pattern": pattern,
+        "dry_run": True,
+        "matched": len(generations),
+        "removed": 0,
+        "left": len(before),
+    }
+    assert _entries(path) == before
+    done = _run("clear", "--cache-dir", path, "--pattern", pattern, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "cache_dir": path,
+        "pattern": pattern,
+        "dry_run": False,
+        "matched": len(generations),
+        "removed": len(generations),
+        "left": len(before) - len(generations),
+    }
+    assert _entries(path) == [key for key in before if key not in generations]
+
+
 # ---------------------------------------------------------------------------------- errors
 
 
@@ -205,6 +264,7 @@ def test_corrupt_database_is_an_error(command: str, populated: Dict[str, Any]) -
         (["demo", "--latency", "fast"], "expected a number"),
         (["demo", "--scale", "0"], "must be > 0"),
         (["demo", "--seed", "x"], "expected an integer"),
+        (["demo", "--warm-runs", "0"], "must be >= 1"),
         (["stats"], "--cache-dir"),
     ],
 )
