@@ -87,6 +87,7 @@ __all__ = [
     "apply_filter_presets",
     "compile_filters",
     "compile_path",
+    "display_candidates",
     "display_field",
     "filter_rows",
     "normalise_filters",
@@ -309,6 +310,12 @@ class SchemaSource:
     def now(self) -> _dt.datetime:
         """The clock given, else the wall clock (UTC)."""
         return self._clock()
+
+
+def display_candidates(entity_type: str) -> Tuple[str, ...]:
+    """The fields a link to *entity_type* may take its ``name`` from, most likely first."""
+    preferred = DISPLAY_FIELDS.get(entity_type)
+    return ((preferred,) if preferred else ()) + _DISPLAY_FALLBACKS
 
 
 def display_field(entity_type: str, fields: Container[str]) -> Optional[str]:

@@ -10,7 +10,11 @@ data was asked for and the generation tokens ``g`` it was checked against:
        them, in order (one record per answer, read with one cache read and one decode);
 ``e``  one entity's fields ``f`` (``T``, ``i``), written by ``get``, ``fetch`` and writes;
 ``x``  a retired entity (``T``, ``i``);
-``v``  any other answer ``d`` (``summarize``, schema reads).
+``v``  any other answer ``d`` (``summarize``, schema reads);
+``w``  the head of a warmed snapshot (:mod:`~sgcache_layers.snapshot`): its scope ``S``,
+       project ``P``, event-log position ``e``, revision ``n``, types ``ty`` (fields,
+       stamps, generations, chunks) and their field types ``sc``;
+``c``  a chunk of a snapshot: rows ``r`` of one type ``T`` (retired ones if ``R``).
 
 :func:`encode` turns a record into text that the fast JSON parser reads in one call, with
 datetime and date columns named in the record instead of tagged value by value; data the
@@ -42,6 +46,7 @@ __all__ = [
     "FORMAT_VERSION",
     "KINDS",
     "PREFIX",
+    "ROW_KINDS",
     "Keys",
     "Namespace",
     "SessionCodec",
@@ -57,7 +62,9 @@ FORMAT_VERSION = 2
 #: The first part of every key a session writes.
 PREFIX = f"sgcl{FORMAT_VERSION}"
 #: Record kinds (see the module docstring).
-KINDS = frozenset({"q", "e", "x", "v"})
+KINDS = frozenset({"q", "e", "x", "v", "w", "c"})
+#: Kinds whose rows ``r`` hold the data (the rest keep fields ``f`` or a value ``d``).
+ROW_KINDS = ("q", "c")
 #: Entities of one type share this many generation buckets (``Shot#17``).
 BUCKETS = 1024
 
@@ -171,10 +178,14 @@ def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
         return None
     if kind == "v":
         return value if "d" in value else None
+    if kind == "w":
+        return value if _is_head(value) else None
     entity_type = value.get("T")
     if entity_type.__class__ is not str:
         return None
-    if kind == "q":
+    if kind in ROW_KINDS:
+        if kind == "c" and value.get("R").__class__ is not bool:
+            return None
         rows = value.get("r")
         if rows.__class__ is not list:
             return None
@@ -192,6 +203,38 @@ def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
         fields = value.get("f")
         return value if fields.__class__ is dict else None
     return value
+
+
+def _is_head(value: Mapping[str, Any]) -> bool:
+    """Whether a ``w`` record has the shape :mod:`~sgcache_layers.snapshot` reads."""
+    types, schema = value.get("ty"), value.get("sc")
+    if (
+        value.get("S").__class__ is not str
+        or value.get("e").__class__ is not int
+        or value.get("n").__class__ is not str
+        or value.get("h").__class__ is not dict
+        or types.__class__ is not dict
+        or schema.__class__ is not dict
+        or not (value.get("P") is None or value.get("P").__class__ is dict)
+    ):
+        return False
+    for info in types.values():
+        if info.__class__ is not dict or not _is_time(info.get("t")):
+            return False
+        if not _is_token_map(info.get("g")):
+            return False
+        if any(info.get(k).__class__ is not list for k in ("f", "d", "c")):
+            return False
+        for chunk in info["c"]:
+            if (
+                chunk.__class__ is not list
+                or len(chunk) != 3
+                or chunk[0].__class__ is not str
+                or chunk[1].__class__ is not bool
+                or chunk[2].__class__ is not int
+            ):
+                return False
+    return all(fields.__class__ is dict for fields in schema.values())
 
 
 def is_record(value: Any) -> bool:
@@ -272,7 +315,7 @@ def _fast_text(record: dict[str, Any]) -> Optional[str]:
     """*record* in the fast frame, or ``None`` when it holds what that frame cannot carry."""
     dumps = codec.fast_dumps()
     kind = record["k"]
-    if kind == "q":
+    if kind in ROW_KINDS:
         kinds = _column_kinds(record["r"])
     elif kind == "e":
         kinds = _column_kinds([record["f"]])
@@ -320,7 +363,7 @@ def _stringify(
         return out
 
     body = dict(body)
-    if kind == "q":
+    if kind in ROW_KINDS:
         body["r"] = [convert(row) for row in body["r"]]
     else:
         body["f"] = convert(body["f"])
@@ -469,7 +512,7 @@ def decode(text: _Text, tz: Optional[_dt.tzinfo] = None) -> dict[str, Any]:
         dates = record.pop("~d", [])
         if datetimes or dates:
             kind = record.get("k")
-            rows = record.get("r") if kind == "q" else [record.get("f")]
+            rows = record.get("r") if kind in ROW_KINDS else [record.get("f")]
             if rows.__class__ is not list or not all(r.__class__ is dict for r in rows):
                 raise CodecError("a cached record has dated columns but no rows")
             try:
@@ -491,7 +534,7 @@ def decode(text: _Text, tz: Optional[_dt.tzinfo] = None) -> dict[str, Any]:
 def _to_zone(record: dict[str, Any], tz: _dt.tzinfo) -> None:
     """Convert the top-level aware datetimes of an exact record's rows or fields to *tz*."""
     kind = record.get("k")
-    rows = record.get("r") if kind == "q" else [record.get("f")] if kind == "e" else []
+    rows = record.get("r") if kind in ROW_KINDS else [record.get("f")] if kind == "e" else []
     if rows.__class__ is not list:
         return
     for row in rows:
