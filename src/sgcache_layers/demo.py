@@ -49,6 +49,7 @@ __all__ = [
     "DemoSetupError",
     "RunResult",
     "Target",
+    "collect",
     "pipeline_reads",
     "run_demo",
 ]
