@@ -1,4 +1,4 @@
-"""The ``sgcache-layers`` command: ``demo``, ``serve``, ``stats`` and ``clear``.
+"""The ``sgcache-layers`` command: ``demo``, ``serve``, ``stats``, ``clear``, ``warm``, ``schema``.
 
 Each subcommand is a subparser whose handler is a ``_cmd_<name>(args) -> int`` function in
 this file.  Bad arguments give a one-line error and exit status 2, never a traceback.
@@ -236,7 +236,15 @@ def _positive_int(text: str) -> int:
 #: ``sgcl<version>|<site>|<identity>|<rest>``: every key a Session writes.
 _SESSION_KEY = re.compile(r"^(sgcl\d+)\|([^|]*)\|([^|]*)\|(.*)$", re.DOTALL)
 #: Record kinds of data keys (``<epoch>|<kind>|<type or method>|<id or digest>``).
-_DATA_KINDS = {"e": "entity", "x": "retired", "q": "query", "v": "value", "s": "schema"}
+_DATA_KINDS = {
+    "e": "entity",
+    "x": "retired",
+    "q": "query",
+    "v": "value",
+    "s": "schema",
+    "w": "warm",
+    "c": "snapshot",
+}
 _BOOKKEEPING = {"epoch", "sync", "clock", "watch", "stats"}
 _KIND_ORDER = (
     "query",
@@ -244,6 +252,8 @@ _KIND_ORDER = (
     "retired",
     "value",
     "schema",
+    "warm",
+    "snapshot",
     "generation",
     "bookkeeping",
 )
@@ -367,6 +377,7 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
                 "records": {},
                 "rows": {},
                 "old_epoch_entries": 0,
+                "warm": [],
                 "_epoch": epoch if isinstance(epoch, str) else None,
             }
         space["entries"] += 1
@@ -383,6 +394,10 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
                 space["old_epoch_entries"] += 1
             elif kind == "query" and version == "sgcl2":
                 space["rows"][name] = space["rows"].get(name, 0) + _rows_of(cache, key)
+            elif kind == "warm" and version == "sgcl2":
+                warm = _warm_of(cache, key)
+                if warm is not None:
+                    space["warm"].append(warm)
         else:
             kind, name = "other", rest
         counts = space["records"].setdefault(kind, {})
@@ -395,6 +410,7 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
         ordered = sorted(records, key=lambda k: (_KIND_ORDER + (k,)).index(k))
         space["records"] = {k: dict(sorted(records[k].items())) for k in ordered}
         space["rows"] = dict(sorted(space["rows"].items()))
+        space["warm"].sort(key=lambda w: (w["scope"] != "project", str(w["project"])))
         spaces.append(space)
     return {
         "cache_dir": cache.path,
@@ -428,9 +444,58 @@ def _print_stats(stats: Dict[str, Any]) -> None:
                     print(f"  {kind} {name}: {count}{extra}")
         if space["old_epoch_entries"]:
             print(f"  (of which {space['old_epoch_entries']} under an old epoch, unreachable)")
+        for warm in space["warm"]:
+            _print_warm(warm)
     if stats["other_entries"]:
         print("")
         print(f"Other entries (not written by a Session): {stats['other_entries']}")
+
+
+def _when(stamp: float) -> str:
+    """A record time as UTC text (``2024-05-01 12:00:00 UTC``)."""
+    import datetime as dt
+
+    moment = dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _warm_of(cache: FileCache, key: str) -> Optional[Dict[str, Any]]:
+    """What a snapshot head says is warm: its scope, types, rows, times and event position."""
+    from .cache import CacheBackendError
+    from .records import decode, valid
+
+    try:
+        head = valid(decode(cache.get(key)), ("w",))
+    except (KeyError, CacheBackendError, ValueError):
+        return None
+    if head is None:
+        return None
+    types = {}
+    for name, info in sorted(head["ty"].items()):
+        types[name] = {
+            "rows": sum(count for _, retired, count in info["c"] if not retired),
+            "retired": sum(count for _, retired, count in info["c"] if retired),
+            "fields": len(info["f"]),
+            "warmed_at": _when(info["t"]),
+        }
+    return {
+        "scope": "site" if head["P"] is None else "project",
+        "project": head["P"],
+        "event_id": head["e"],
+        "warmed_at": _when(head["t"]),
+        "types": types,
+    }
+
+
+def _print_warm(warm: Dict[str, Any]) -> None:
+    project = warm["project"]
+    what = "site" if project is None else f"project {project.get('name')} (id {project['id']})"
+    print(f"  warm {what}: event log at {warm['event_id']}, warmed {warm['warmed_at']}")
+    for name, info in warm["types"].items():
+        print(
+            f"    {name}: {info['rows']} rows, {info['retired']} retired, "
+            f"{info['fields']} fields, warmed {info['warmed_at']}"
+        )
 
 
 # ----------------------------------------------------------------------------------- stats
@@ -460,7 +525,8 @@ def _add_stats(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         "stats",
         help="show what a cache directory holds",
         description="Count the entries of a FileCache directory by namespace (site and "
-        "identity), record kind and entity type, and its size on disk.",
+        "identity), record kind and entity type, and its size on disk; say what is warm "
+        "(types, rows, when, and the event-log position).",
     )
     parser.add_argument("--cache-dir", metavar="DIR", required=True, help="the cache directory")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -536,6 +602,154 @@ def _add_clear(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser.set_defaults(handler=_cmd_clear)
 
 
+# ------------------------------------------------------------------------------------ warm
+
+
+def _warm_cache(spec: Optional[str]) -> Any:
+    """The ``cache=`` of a warm: ``--cache``, else ``SGCACHE_LAYERS_CACHE``, else the user's."""
+    from .config import SETTING_VARIABLES
+
+    if spec:
+        return spec
+    return os.environ.get(SETTING_VARIABLES["cache"]) or True
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
+    """Fetch a project's entities into the cache, so reads of it can be answered offline."""
+    from .config import SessionConfigError
+    from .session import Session
+    from .warming import WarmError
+
+    types = [t for item in args.types or [] for t in item.split(",") if t] or None
+    try:
+        session = Session(cache=_warm_cache(args.cache), schema=args.schema)
+    except SessionConfigError as exc:
+        return _fail(str(exc))
+    try:
+        if not session.cache.caches[1:]:
+            return _fail("the cache could not be opened: nothing would be kept")
+        try:
+            report = session.warm(args.project, types, progress=args.progress)
+        except WarmError:
+            if not args.project.isdigit():
+                raise
+            report = session.warm(int(args.project), types, progress=args.progress)
+    except WarmError as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # ShotGrid refused or could not be reached
+        return _fail(f"warming failed: {type(exc).__name__}: {exc}", status=1)
+    finally:
+        session.close()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    project = report["project"]
+    full, updated = report["full"], report["updated"]
+    print(
+        f"Warmed project {project['name']} (id {project['id']}): "
+        f"{len(full)} types read whole, {sum(updated.values())} rows read again; "
+        f"event log at {report['position']}."
+    )
+    for name, rows in report["rows"].items():
+        print(f"  {name}: {rows} rows, {report['retired'][name]} retired")
+    print(
+        f"{report['requests']} requests in {report['seconds']:.1f} s; "
+        f"{report['records']} records written."
+    )
+    return 0
+
+
+def _add_warm(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    parser = subparsers.add_parser(
+        "warm",
+        help="fetch a project's entities so that reads of it work offline",
+        description="Fetch a project's entities (by default its sequences, shots, assets, "
+        "tasks, versions, published files and notes, and the site's projects, steps and "
+        "users) with every field but images, into the cache.  Run it again to fetch only "
+        "what the event log says changed.  The site comes from SG_URL, SG_SCRIPT and "
+        "SG_API_KEY (or Toolkit's variables).",
+    )
+    parser.add_argument(
+        "--project",
+        required=True,
+        help="the project's name (or its id, if no project has that name)",
+    )
+    parser.add_argument(
+        "--types",
+        nargs="+",
+        metavar="TYPE",
+        help="entity types to warm instead of the default ones (Project is always warmed)",
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="DIR|URL",
+        default=None,
+        help="where to keep it: a directory, file:// or redis:// URL, or layers joined by + "
+        "(default: SGCACHE_LAYERS_CACHE, else your own cache directory)",
+    )
+    parser.add_argument(
+        "--schema",
+        metavar="FILE",
+        default=None,
+        help="a schema JSON to use instead of reading the site's (see 'schema export')",
+    )
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar on stderr (default: only when stderr is a terminal)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=_cmd_warm)
+
+
+# ---------------------------------------------------------------------------------- schema
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """Write a live site's schema to a JSON file (shotgrid_orm's combined form)."""
+    from .config import SessionConfigError, shotgun_from_environment
+    from .schema_files import export_schema
+
+    try:
+        shotgun = shotgun_from_environment()
+    except SessionConfigError as exc:
+        return _fail(str(exc))
+    try:
+        schema = export_schema(shotgun, args.out)
+    except OSError as exc:
+        return _fail(f"cannot write {args.out}: {exc.strerror or exc}")
+    except Exception as exc:  # ShotGrid refused or could not be reached
+        return _fail(f"reading the schema failed: {type(exc).__name__}: {exc}", status=1)
+    finally:
+        close = getattr(shotgun, "close", None)
+        if close is not None:
+            close()
+    fields = sum(len(f) for f in schema.fields.values())
+    print(f"Wrote {len(schema.fields)} entity types and {fields} fields to {args.out}.")
+    return 0
+
+
+def _add_schema(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    parser = subparsers.add_parser(
+        "schema",
+        help="export a site's schema for working without it",
+        description="Schema files: Session(schema=FILE) answers schema reads from one, and "
+        "offline answers take field types from it.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    export = actions.add_parser(
+        "export",
+        help="write the site's schema to a JSON file",
+        description="Read the site's schema_read() and schema_entity_read() (two requests) and "
+        "write them as one JSON file: each entity type's definition with its 'fields'.  The "
+        "site comes from SG_URL, SG_SCRIPT and SG_API_KEY (or Toolkit's variables).",
+    )
+    export.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    export.set_defaults(handler=_cmd_schema)
+
+
 # ---------------------------------------------------------------------------------- wiring
 
 SUBCOMMANDS: Dict[str, Callable[[argparse._SubParsersAction[_Parser]], None]] = {
@@ -543,6 +757,8 @@ SUBCOMMANDS: Dict[str, Callable[[argparse._SubParsersAction[_Parser]], None]] = 
     "demo": _add_demo,
     "stats": _add_stats,
     "clear": _add_clear,
+    "warm": _add_warm,
+    "schema": _add_schema,
 }
 
 
