@@ -43,6 +43,7 @@ __all__ = [
     "links_in",
     "copy_value",
     "newer",
+    "no_gc",
     "outbound",
 ]
 
@@ -106,11 +107,12 @@ def links_in(data: Any, _depth: int = 0) -> set[tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def _no_gc(size: int) -> Iterator[None]:
-    """Hold the cyclic garbage collector off while thousands of entities are built.
+def no_gc(size: int) -> Iterator[None]:
+    """Hold the cyclic garbage collector off while thousands of objects are built.
 
-    Building an answer allocates many objects and none of them is garbage; letting the
-    collector scan the growing heap again and again would cost more than the build.
+    Decoding a record and building an answer allocate many objects and none of them is
+    garbage; letting the collector scan the growing heap again and again would cost more
+    than the work itself.  *size* is how many objects (rows, bytes/100) are coming.
     """
     if size < 200 or not gc.isenabled():
         yield
@@ -318,7 +320,7 @@ class IdentityMap:
         update = dict.update
         setitem = dict.__setitem__
         owner = self.owner
-        with self.lock, _no_gc(len(rows)):
+        with self.lock, no_gc(len(rows)):
             job = _Merge(self, deps, over, number)
             convert = job.convert
             by_type = self._by_type
@@ -326,21 +328,44 @@ class IdentityMap:
             backrefs = self.backrefs_on
             plain = deps is not UNCONFIRMED
 
+            getname = dict.get
+            # Links seen in this answer: (type, id) -> (entity, the name last set on it).
+            seen: dict[tuple[str, int], list[Any]] = {}
+
             def link(value: Any) -> Any:
-                # The usual {type, id, name} link, inline; anything else the general way.
+                # The usual {type, id, name} link, the short way; anything else the long way.
                 if value.__class__ is dict and len(value) == 3 and plain:
                     link_id = value.get("id")
                     link_type = value.get("type")
                     if link_id.__class__ is int and link_type.__class__ is str and "name" in value:
+                        name = value["name"]
+                        known = seen.get((link_type, link_id))
+                        if known is not None:
+                            if known[1] is not name and known[1] != name:
+                                setitem(known[0], "name", name)
+                                known[1] = name
+                            return known[0]
                         targets = by_type.get(link_type)
                         target = targets.get(link_id) if targets is not None else None
                         if target is None:
                             target = self.entity(link_type, link_id)
-                        name = value["name"]
-                        if dict.get(target, "name", _MISSING) != name:
+                        if getname(target, "name", _MISSING) != name:
                             setitem(target, "name", name)
+                        seen[(link_type, link_id)] = [target, name]
                         return target
                 return convert(value, None)
+
+            # Deep columns of the usual kind ("step.Step.code": a plain value one link away)
+            # are set on the linked entity here; the rest go the general way.
+            simple = [
+                column
+                for column in deep
+                if column[1] and "." not in column[3] and column[1] in boxes
+            ]
+            general = [column for column in deep if column not in simple]
+            getitem = dict.__getitem__
+            contains = dict.__contains__
+            touch = job._touch
 
             for row in rows:
                 entity_id = row["id"]
@@ -368,8 +393,21 @@ class IdentityMap:
                         setitem(entity, name, [link(v) for v in value])
                     else:
                         setitem(entity, name, link(value))
-                if deep:
-                    job.spread_columns(entity, entity, deep, deep_names)
+                for name, head, link_type, rest in simple:
+                    if not contains(entity, name):
+                        continue
+                    target = getname(entity, head)
+                    if target.__class__ is not Entity or target._key[0] != link_type:
+                        continue
+                    value = getitem(entity, name)
+                    if value.__class__ in _CONTAINERS:
+                        job.spread_columns(entity, entity, [(name, head, link_type, rest)], {name})
+                        continue
+                    if not plain:
+                        touch(target)
+                    setitem(target, rest, value)
+                if general:
+                    job.spread_columns(entity, entity, general, deep_names)
                 if backrefs:
                     for name, value in dict.items(entity):
                         if name != "type" and name != "id" and "." not in name:
@@ -590,7 +628,7 @@ class _Merge:
             target = dict.get(entity, head)
             if target.__class__ is not Entity or target._key[0] != link_type:
                 continue
-            value = values[name]
+            value = dict.__getitem__(values, name)
             self._touch(target)
             if "." not in rest and value.__class__ not in _CONTAINERS:
                 if over or not dict.__contains__(target, rest):
