@@ -178,11 +178,12 @@ class _View:
 
     def __init__(self, snapshots: Sequence[Snapshot], given: Mapping[str, Mapping[str, str]]):
         self.tables: dict[str, Table] = {}
-        schema: dict[str, Mapping[str, str]] = {}
+        # The schema a warmed type was read with describes its rows; the one the session
+        # was given describes the other types.
+        schema: dict[str, Mapping[str, str]] = dict(given)
         for snapshot in reversed(snapshots):
             self.tables.update(snapshot.tables)
             schema.update(snapshot.schema)
-        schema.update(given)
         self.schema = schema
         self.source = SnapshotSource(schema, self.tables)
         #: Rows per page of the site, as the warm found it.

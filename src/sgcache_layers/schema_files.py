@@ -130,7 +130,7 @@ def load_schema(source: SchemaSpec) -> SchemaFile:
     """Read a schema from a dict, JSON text, a JSON file or a ``schema.json`` directory."""
     if isinstance(source, Mapping):
         return parse_schema(source)
-    if isinstance(source, str) and source.lstrip().startswith("{"):
+    if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
         try:
             return parse_schema(json.loads(source))
         except ValueError as error:
