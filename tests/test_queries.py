@@ -512,3 +512,20 @@ def test_many_threads_with_different_reads(session: Session, sg: Any, server: An
         results = list(pool.map(work, range(48)))
     for entity_type, ids in results:
         assert ids == expected[entity_type]
+
+
+def test_text_search_is_cached_and_follows_writes(session: Session, server: Any) -> None:
+    shot = first_shot(session.shotgun)
+    term = shot["code"][:4]
+    found = session.text_search(term, {"Shot": []})
+    assert found["matches"]
+    server.reset_requests()
+    assert session.text_search(term, {"Shot": []}) == found
+    assert server.request_count == 0
+    session.update("Shot", shot["id"], {"code": "ZZZ_RENAMED"})
+    again = session.text_search(term, {"Shot": []})
+    assert (
+        server.count_requests("text_search") + server.count_requests("query_display_name_cache")
+        == 1
+    )
+    assert len(again["matches"]) == len(found["matches"]) - 1

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -113,11 +114,17 @@ def identity_of(shotgun: Any) -> Optional[tuple[tuple[str, str], ...]]:
     script = getattr(config, "script_name", None)
     login = getattr(config, "user_login", None)
     sudo = getattr(config, "sudo_as_login", None)
+    token = getattr(config, "session_token", None)
     parts: list[tuple[str, str]]
     if script:
         parts = [("script", str(script))]
     elif login:
         parts = [("user", str(login))]
+    elif isinstance(token, str) and token:
+        # A session token says nothing of whose it is, so the namespace is the token's
+        # own: a one-way digest that can neither be turned back into the token nor used
+        # in its place (pass identity="user=<login>" to share one user's sessions).
+        parts = [("session", session_digest(token))]
     elif "mockgun" in type(shotgun).__module__:
         parts = [("mockgun", "local")]  # Mockgun keeps no credentials; its data is local
     else:
@@ -125,6 +132,12 @@ def identity_of(shotgun: Any) -> Optional[tuple[tuple[str, str], ...]]:
     if sudo:
         parts.append(("sudo", str(sudo)))
     return tuple(parts)
+
+
+def session_digest(token: str) -> str:
+    """A one-way, non-reusable name for a session token (never the token itself)."""
+    material = b"sgcache-layers session namespace\x00" + token.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(material).hexdigest()[:32]
 
 
 def options_of(shotgun: Any) -> tuple[tuple[str, str], ...]:

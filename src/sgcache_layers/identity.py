@@ -628,7 +628,7 @@ class _Merge:
             target = dict.get(entity, head)
             if target.__class__ is not Entity or target._key[0] != link_type:
                 continue
-            value = dict.__getitem__(values, name)
+            value: Any = dict.__getitem__(values, name)  # type: ignore[index]
             self._touch(target)
             if "." not in rest and value.__class__ not in _CONTAINERS:
                 if over or not dict.__contains__(target, rest):

@@ -39,7 +39,7 @@ from typing import Any, Optional, Union
 from . import codec
 from .codec import CodecError
 from .entity import Entity
-from .identity import IdentityMap
+from .identity import IdentityMap, no_gc
 
 __all__ = [
     "BUCKETS",
@@ -495,31 +495,8 @@ def decode(text: _Text, tz: Optional[_dt.tzinfo] = None) -> dict[str, Any]:
             raise CodecError(f"a cached record is not text: {error}") from None
     assert isinstance(text, str)
     if text.startswith(_FAST_HEAD):
-        loads = codec.fast_loads()
-        try:
-            data = loads(text) if loads is not None else _PLAIN_LOADS(text)
-        except codec.FAST_ERRORS:
-            try:  # text from a writer without the fast parser (e.g. escaped surrogates)
-                data = _PLAIN_LOADS(text)
-            except ValueError as error:
-                raise CodecError(f"cannot decode a cached record: {error}") from None
-        except ValueError as error:
-            raise CodecError(f"cannot decode a cached record: {error}") from None
-        if data.__class__ is not list or len(data) != 2 or data[1].__class__ is not dict:
-            raise CodecError("a cached record has the wrong frame")
-        record: dict[str, Any] = data[1]
-        datetimes = record.pop("~t", [])
-        dates = record.pop("~d", [])
-        if datetimes or dates:
-            kind = record.get("k")
-            rows = record.get("r") if kind in ROW_KINDS else [record.get("f")]
-            if rows.__class__ is not list or not all(r.__class__ is dict for r in rows):
-                raise CodecError("a cached record has dated columns but no rows")
-            try:
-                _restore(rows, datetimes, dates, tz)
-            except (TypeError, ValueError, AttributeError) as error:
-                raise CodecError(f"a cached record has a bad date or time: {error}") from None
-        return record
+        with no_gc(len(text) // 100):
+            return _decode_fast(text, tz)
     if text.startswith(_EXACT_HEAD):
         data = codec.loads(text)
         if data.__class__ is not list or len(data) != 2 or data[1].__class__ is not dict:
@@ -529,6 +506,34 @@ def decode(text: _Text, tz: Optional[_dt.tzinfo] = None) -> dict[str, Any]:
             _to_zone(record, tz)
         return record
     raise CodecError("not a record of this format")
+
+
+def _decode_fast(text: str, tz: Optional[_dt.tzinfo]) -> dict[str, Any]:
+    loads = codec.fast_loads()
+    try:
+        data = loads(text) if loads is not None else _PLAIN_LOADS(text)
+    except codec.FAST_ERRORS:
+        try:  # text from a writer without the fast parser (e.g. escaped surrogates)
+            data = _PLAIN_LOADS(text)
+        except ValueError as error:
+            raise CodecError(f"cannot decode a cached record: {error}") from None
+    except ValueError as error:
+        raise CodecError(f"cannot decode a cached record: {error}") from None
+    if data.__class__ is not list or len(data) != 2 or data[1].__class__ is not dict:
+        raise CodecError("a cached record has the wrong frame")
+    record: dict[str, Any] = data[1]
+    datetimes = record.pop("~t", [])
+    dates = record.pop("~d", [])
+    if datetimes or dates:
+        kind = record.get("k")
+        rows = record.get("r") if kind in ROW_KINDS else [record.get("f")]
+        if rows.__class__ is not list or not all(r.__class__ is dict for r in rows):
+            raise CodecError("a cached record has dated columns but no rows")
+        try:
+            _restore(rows, datetimes, dates, tz)
+        except (TypeError, ValueError, AttributeError) as error:
+            raise CodecError(f"a cached record has a bad date or time: {error}") from None
+    return record
 
 
 def _to_zone(record: dict[str, Any], tz: _dt.tzinfo) -> None:

@@ -60,6 +60,7 @@ from .query import (
     dependent_types,
     find_call,
     has_plain_repr,
+    normalise_filters,
     summarize_call,
 )
 from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec
@@ -607,6 +608,39 @@ class Session:
             "v", entity_type, self._digest(call), deps, ask, policy, copy_value, local
         )
         return cast(Optional[dict[str, Any]], answer)
+
+    def text_search(
+        self,
+        text: str,
+        entity_types: Mapping[str, Any],
+        project_ids: Optional[Sequence[int]] = None,
+        limit: Optional[int] = None,
+        *,
+        max_age: Optional[Seconds] = None,
+    ) -> Any:
+        """``Shotgun.text_search``, cached like a query over the types it searches."""
+        if not isinstance(text, str) or not isinstance(entity_types, Mapping) or not entity_types:
+            raise QueryError("text_search needs the text and a dict of entity types to filters")
+        groups = {str(t): normalise_filters(f or []) for t, f in entity_types.items()}
+        projects = sorted(int(p) for p in project_ids) if project_ids else None
+        call = {"m": "text_search", "q": text, "t": groups, "p": projects, "l": limit}
+        deps = {"Project", *groups}
+        for entity_type, group in groups.items():
+            deps.update(dependent_types(entity_type, (), group))
+        sent = {t: outbound(f or []) for t, f in entity_types.items()}
+
+        def ask() -> Any:
+            return self._requests("text_search", text, sent, projects, limit)
+
+        return self._answers.value(
+            "v",
+            "text_search",
+            self._digest(call),
+            sorted(deps),
+            ask,
+            self._policy(max_age),
+            copy_value,
+        )
 
     def schema_read(
         self, project_entity: Optional[Mapping[str, Any]] = None
