@@ -397,6 +397,12 @@ def _row_date(value: Any) -> Optional[str]:
         return None
 
 
+def _is_mapping(value: Any) -> bool:
+    """``isinstance(value, Mapping)``, with plain dicts (nearly every value) checked first:
+    the ``typing`` alias makes the general check slow, and it runs per row and link."""
+    return value.__class__ is dict or isinstance(value, Mapping)
+
+
 def _fold(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -406,11 +412,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_link(value: Any) -> bool:
-    return isinstance(value, Mapping) and "type" in value and "id" in value
+    return _is_mapping(value) and "type" in value and "id" in value
 
 
 def _link_key(link: Any) -> Optional[Tuple[Any, Any]]:
-    if isinstance(link, Mapping):
+    if _is_mapping(link):
         return (link.get("type"), link.get("id"))
     return None
 
@@ -574,7 +580,7 @@ def compile_path(entity_type: str, path: str, source: DataSource) -> Tuple[str, 
                 if not value:
                     continue
                 for link in value if isinstance(value, list) else (value,):
-                    if isinstance(link, Mapping) and link.get("type") == target:
+                    if _is_mapping(link) and link.get("type") == target:
                         found = resolve(link)
                         if found is not None:
                             reached.append(found)
@@ -777,7 +783,7 @@ class _Compiler:
             if not v:
                 return []
             items = v if isinstance(v, list) else (v,)
-            return [x for x in items if isinstance(x, Mapping) and visible(x)]
+            return [x for x in items if _is_mapping(x) and visible(x)]
 
         first = values[0] if values else None
         if relation in ("is", "contains"):
@@ -785,8 +791,15 @@ class _Compiler:
                 return lambda v: not links_of(v)
             if not _is_link(first):
                 raise FilterError(f"{label}: expected a link with type and id, got {first!r}")
-            want = _link_key(first)
-            return lambda v: any(_link_key(x) == want for x in links_of(v))
+            want = (first.get("type"), first.get("id"))
+            want_type, want_id = want
+
+            def is_link(v: Any) -> bool:
+                if v.__class__ is dict:  # one link, the usual case: no list made
+                    return v.get("id") == want_id and v.get("type") == want_type and visible(v)
+                return any(_link_key(x) == want for x in links_of(v))
+
+            return is_link
         if relation == "in":
             pool = _flat(values)
             for item in pool:
@@ -1003,7 +1016,7 @@ def _sort_value(kind: str, source: DataSource) -> Callable[[Any], Any]:
         visible, name_of = source.link_visible, source.link_name
 
         def link_value(v: Any) -> Any:
-            if not isinstance(v, Mapping) or not visible(v):
+            if not _is_mapping(v) or not visible(v):
                 return None
             return _fold(name_of(v))
 
@@ -1305,7 +1318,7 @@ def _group_key(
     values = getter(row)
     value = values[0] if values else None
     if kind == "entity":
-        if not isinstance(value, Mapping) or not value or not source.link_visible(value):
+        if not _is_mapping(value) or not value or not source.link_visible(value):
             return ((1, ""), "", None)
         if how == "entitytype":
             return ((0, value["type"]), value["type"], value["type"])

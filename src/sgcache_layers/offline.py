@@ -130,8 +130,8 @@ class SnapshotSource:
 
     def link_visible(self, link: Mapping[str, Any]) -> bool:
         """A link counts unless the snapshot knows its target is retired."""
-        table = self.tables.get(str(link.get("type")))
-        return table is None or link.get("id") not in table.retired
+        table = self.tables.get(link.get("type"))  # type: ignore[arg-type]
+        return table is None or not table.retired or link.get("id") not in table.retired
 
     def now(self) -> _dt.datetime:
         """The wall clock (UTC), for relative date filters."""
@@ -173,6 +173,21 @@ def _project_of(node: Mapping[str, Any]) -> Optional[int]:
     return found.pop() if len(found) == 1 else None
 
 
+def _is_scope(condition: Mapping[str, Any], project_id: int) -> bool:
+    """Whether a condition is ``["project", "is" or "in", that one project]``."""
+    if "conditions" in condition or condition["path"] != "project":
+        return False
+    if condition["relation"] not in ("is", "in"):
+        return False
+    values = condition["values"]
+    if len(values) == 1 and isinstance(values[0], (list, tuple)):
+        values = list(values[0])
+    return bool(values) and all(
+        isinstance(v, Mapping) and v.get("type") == "Project" and v.get("id") == project_id
+        for v in values
+    )
+
+
 class _View:
     """The tables one read may use (its scope's and the site's), with their schema."""
 
@@ -188,6 +203,29 @@ class _View:
         self.source = SnapshotSource(schema, self.tables)
         #: Rows per page of the site, as the warm found it.
         self.per_page = snapshots[0].per_page if snapshots else MAX_PAGE
+        first = snapshots[0] if snapshots else None
+        #: The project of the read's scope, and the types held for it alone.
+        self.project_id = first.project["id"] if first is not None and first.project else None
+        self.scoped = set(first.tables) if self.project_id is not None and first else set()
+
+    def scope_free(self, entity_type: str, tree: Mapping[str, Any]) -> Mapping[str, Any]:
+        """*tree* less its top-level ``project is P`` conditions when every row holds P.
+
+        A project's tables hold exactly its rows, so those conditions keep every row (as
+        long as the project is live: a site hides links to a retired one).
+        """
+        project_id = self.project_id
+        projects = self.tables.get("Project")
+        if (
+            project_id is None
+            or entity_type not in self.scoped
+            or tree.get("logical_operator") != "and"
+            or projects is None
+            or project_id not in projects.live
+        ):
+            return tree
+        kept = [c for c in tree["conditions"] if not _is_scope(c, project_id)]
+        return {"logical_operator": "and", "conditions": kept}
 
     def table(self, entity_type: str) -> Table:
         table = self.tables.get(entity_type)
@@ -466,6 +504,8 @@ class Snapshots:
         rows: list[Row] = list(view.table(entity_type).rows(retired))
         if not archived:
             rows = view.without_archived(entity_type, rows)
+        compile_filters(entity_type, tree, view.source)  # refused as a site would refuse it
+        tree = view.scope_free(entity_type, tree)
         if tree["conditions"]:
             predicate = compile_filters(entity_type, tree, view.source)
             rows = [row for row in rows if predicate(row)]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -53,6 +54,8 @@ DEFAULT_SITE_TYPES = ("Project", "Step", "HumanUser", "ApiUser")
 SKIPPED_DATA_TYPES = frozenset({"image", "url", "pivot_column", "password"})
 _LINK_KINDS = ("entity", "multi_entity", "addressing")
 _ID_BATCH = 500
+#: How many types a warm reads at once.
+_TYPES_AT_ONCE = 4
 #: How far another host's clock may run behind ours when tokens are compared with a time.
 _SKEW_NS = 5_000_000_000
 #: The stamp of a type whose linked types moved while it was read (never fresh).
@@ -201,13 +204,20 @@ class Warm:
                     gone[snapshot.scope] += [(name, c.rest) for c in table.chunks if c.rest]
         self._bar = _progress_bar(self.progress, len(full) + len(changed))
         try:
-            for entity_type in sorted(full):
-                plan = plans[entity_type]
-                snapshot = scopes[plan.scope]
-                gone[plan.scope] += self._fetch_all(snapshot, plan, link)
-            for entity_type in sorted(changed):
-                plan = plans[entity_type]
-                self._fetch_some(scopes[plan.scope], plan, link, changed[entity_type])
+            # Types are read side by side (each on its own pooled connection), as pages are.
+            with ThreadPoolExecutor(_TYPES_AT_ONCE, thread_name_prefix="sgcl-warm") as pool:
+                whole = {
+                    name: pool.submit(self._fetch_all, scopes[plans[name].scope], plans[name], link)
+                    for name in sorted(full)
+                }
+                some = [
+                    pool.submit(self._fetch_some, scopes[plans[name].scope], plans[name], link, ids)
+                    for name, ids in sorted(changed.items())
+                ]
+                for name, fetched in whole.items():
+                    gone[plans[name].scope] += fetched.result()
+                for job in some:
+                    job.result()
         finally:
             if self._bar is not None:
                 self._bar.close()
