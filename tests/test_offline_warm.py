@@ -387,3 +387,39 @@ def test_the_progress_bar_goes_to_stderr_when_asked(
     with Session(shotgrid_server.client()) as session:
         session.warm(_project(shotgrid_server)["id"], ["Shot"], progress=True)
     assert "warming" in capsys.readouterr().err
+
+
+def test_a_deep_path_into_another_project_is_a_miss(
+    shotgrid_server: ShotgridServer, tmp_path: Path
+) -> None:
+    project = _project(shotgrid_server)
+    sg = shotgrid_server.client()
+    other = sg.find_one("Project", [["id", "is_not", project["id"]]], [])
+    elsewhere = sg.find_one("Asset", [["project", "is", other]], ["code"])
+    shot = sg.find_one("Shot", [["project", "is", project]], ["code", "assets"])
+    sg.update("Shot", shot["id"], {"assets": [elsewhere]})
+    task = sg.find_one("Task", [["project", "is", project]], ["content"])
+    sg.update("Task", task["id"], {"entity": elsewhere})
+    with Session(shotgrid_server.client(), cache=_cache(tmp_path)) as session:
+        session.warm(project["name"], progress=False)
+    in_project = [["project", "is", project]]
+    with Session(shotgrid_server.client(), cache=_cache(tmp_path), mode="offline") as offline:
+        # The link itself is known (with its name as the warm saw it)...
+        found = offline.find("Shot", in_project + [["id", "is", shot["id"]]], ["assets"])
+        assert [a["id"] for a in found[0]["assets"]] == [elsewhere["id"]]
+        # ... but what it reaches is not: the read is not answered, not answered wrongly.
+        deep = in_project + [["assets.Asset.code", "is", elsewhere["code"]]]
+        assert offline.find("Shot", deep, ["code"]) == []
+        # A deep field through a multi-entity link is None on a site: nothing to reach.
+        (through,) = offline.find(
+            "Shot", in_project + [["id", "is", shot["id"]]], ["assets.Asset.code"]
+        )
+        assert dict.get(through, "assets.Asset.code") is None
+        assert (
+            offline.find("Task", in_project + [["id", "is", task["id"]]], ["entity.Asset.code"])
+            == []
+        )
+        assert offline._snapshots.counts == {"answered": 2, "missed": 2}
+    assert [s["id"] for s in sg.find("Shot", deep)] == [shot["id"]]
+    (online,) = sg.find("Task", [["id", "is", task["id"]]], ["entity.Asset.code"])
+    assert online["entity.Asset.code"] == elsewhere["code"]
