@@ -33,7 +33,8 @@ PUBLIC: Dict[str, List[str]] = {
         "SerialisedCache",
     ],
     "sgcache_layers.codec": ["CodecError"],
-    "sgcache_layers.entity": ["NOT_SET", "Entity"],
+    "sgcache_layers.detached": ["DetachedError"],
+    "sgcache_layers.entity": ["NOT_SET", "Entity", "RetiredEntityError"],
     "sgcache_layers.file": ["FileCache"],
     "sgcache_layers.keys": ["KeyMaker", "ObjectKeyMaker", "StringKeyMaker"],
     "sgcache_layers.memoise": ["Memoiser", "memoise", "memoise_decorator"],
@@ -41,6 +42,7 @@ PUBLIC: Dict[str, List[str]] = {
     "sgcache_layers.query": ["QueryError"],
     "sgcache_layers.redis": ["RedisCache"],
     "sgcache_layers.session": ["OfflineError", "Session", "SessionConfigError", "SessionStats"],
+    "sgcache_layers.warming": ["WarmError"],
 }
 
 #: The same for ``sgcache_layers.testing``.

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
         SerialisedCache,
     )
     from .codec import CodecError
-    from .entity import NOT_SET, Entity
+    from .detached import DetachedError
+    from .entity import NOT_SET, Entity, RetiredEntityError
     from .file import FileCache
     from .keys import KeyMaker, ObjectKeyMaker, StringKeyMaker
     from .memoise import Memoiser, memoise, memoise_decorator
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from .query import QueryError
     from .redis import RedisCache
     from .session import OfflineError, Session, SessionConfigError, SessionStats
+    from .warming import WarmError
 
 __version__ = "0.1.0"
 
@@ -46,6 +48,7 @@ __all__ = [
     "Cache",
     "CacheBackendError",
     "CodecError",
+    "DetachedError",
     "Entity",
     "FileCache",
     "KeyMaker",
@@ -58,12 +61,14 @@ __all__ = [
     "ProxyCache",
     "QueryError",
     "RedisCache",
+    "RetiredEntityError",
     "SerialisedCache",
     "Session",
     "SessionConfigError",
     "SessionStats",
     "ShotgunPool",
     "StringKeyMaker",
+    "WarmError",
     "__version__",
     "memoise",
     "memoise_decorator",
@@ -81,7 +86,8 @@ _EXPORTS: Dict[str, Tuple[str, ...]] = {
         "SerialisedCache",
     ),
     "codec": ("CodecError",),
-    "entity": ("NOT_SET", "Entity"),
+    "detached": ("DetachedError",),
+    "entity": ("NOT_SET", "Entity", "RetiredEntityError"),
     "file": ("FileCache",),
     "keys": ("KeyMaker", "ObjectKeyMaker", "StringKeyMaker"),
     "memoise": ("Memoiser", "memoise", "memoise_decorator"),
@@ -89,6 +95,7 @@ _EXPORTS: Dict[str, Tuple[str, ...]] = {
     "query": ("QueryError",),
     "redis": ("RedisCache",),
     "session": ("OfflineError", "Session", "SessionConfigError", "SessionStats"),
+    "warming": ("WarmError",),
 }
 
 

@@ -28,9 +28,10 @@ from .entity import Entity
 from .fetching import Requests, SingleFlight, WriteBehind, is_unavailable
 from .freshness import Freshness, Layout, token_time
 from .identity import UNCONFIRMED, IdentityMap, container_fields
+from .query import deep_types
 from .records import FORMAT_VERSION, Keys, bucket_name
 
-__all__ = ["Answer", "Answers", "Policy", "plain"]
+__all__ = ["MOVED", "Answer", "Answers", "Policy", "plain"]
 
 log = logging.getLogger("sgcache_layers.session")
 
@@ -40,7 +41,9 @@ _SKEW_NS = 5_000_000_000
 _Before = tuple[int, Mapping[str, str]]
 _NOTHING_BEFORE: _Before = (0, {})
 #: A generation name no token ever matches: the answer may not be used again.
-_MOVED = "~moved"
+MOVED = _MOVED = "~moved"
+#: Ids asked for in one ``find`` by id (ShotGrid pages the answer; pages are one request).
+IDS_PER_REQUEST = 5000
 #: The mode of a stale_if_error fallback: any generations, no older than a limit.
 _STALE = "stale"
 
@@ -624,11 +627,13 @@ class Answers:
         policy: Policy,
         store: bool = True,
     ) -> dict[int, Optional[Entity]]:
-        """Ask ShotGrid for *fields* of *ids* (500 at a time); merge and store the records."""
+        """Ask ShotGrid for *fields* of *ids* (one request, paged, for up to
+        :data:`IDS_PER_REQUEST` ids); merge and store the records."""
         out: dict[int, Optional[Entity]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            deps = [bucket_name(entity_type, i) for i in chunk]
+        for start in range(0, len(ids), IDS_PER_REQUEST):
+            chunk = ids[start : start + IDS_PER_REQUEST]
+            # Its own buckets, and the types its deep fields read through.
+            deps = [bucket_name(entity_type, i) for i in chunk] + deep_types(fields)
             if policy.bypass:
                 gens: dict[str, str] = dict(UNCONFIRMED)
                 before = _NOTHING_BEFORE
@@ -687,6 +692,8 @@ class Answers:
                 deps = entity._deps
                 if deps is None or deps is UNCONFIRMED or _MOVED in deps or entity._t <= 0:
                     continue
+                if entity._local:
+                    continue  # what a user merged is this session's, not the cache's
                 fields = {
                     name: plain(value)
                     for name, value in dict.items(entity)

@@ -16,7 +16,7 @@ import pprint as _pprint
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
-__all__ = ["NOT_SET", "Entity", "EntityOwner", "NotSetType"]
+__all__ = ["NOT_SET", "Entity", "EntityOwner", "NotSetType", "RetiredEntityError", "deep_value"]
 
 
 class NotSetType:
@@ -42,6 +42,25 @@ class NotSetType:
 #: What ``entity["field"]`` gives for a missing field when auto-populate is off.
 NOT_SET = NotSetType()
 
+
+class RetiredEntityError(KeyError):
+    """A field was asked of an entity that ShotGrid reports retired (or never had).
+
+    A ``KeyError``, as reading a missing key of a dict is; raised alike by
+    ``entity[field]``, ``entity.fetch(...)`` and ``session.fetch(...)``.
+    """
+
+    def __init__(self, entity: Entity, field: str) -> None:
+        super().__init__(
+            f"{entity.type} {entity.id} is retired or does not exist, so it has no field {field!r}"
+        )
+        self.entity = entity
+        self.field = field
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 EntityKey = tuple[str, int]
 
 
@@ -49,8 +68,10 @@ class EntityOwner(Protocol):
     """What an :class:`Entity` needs from the object that owns it.
 
     ``populate_field`` is called by ``entity[name]`` for a field the entity lacks and
-    returns its value (or :data:`NOT_SET`); ``index_backrefs`` builds the backref index the
-    first time an entity's :attr:`Entity.backrefs` is read; the ``fetch*`` methods and
+    returns its value (or :data:`NOT_SET`); ``assign_fields`` merges what is assigned with
+    ``entity[name] = value``, ``setdefault`` or ``update``; ``index_backrefs`` builds the
+    backref index the first time an entity's :attr:`Entity.backrefs` is read; the
+    ``fetch*`` methods and
     ``filter_exists`` are the owner's public bulk methods; ``parent_fields`` names the field
     that points at each type's parent.
     """
@@ -59,6 +80,8 @@ class EntityOwner(Protocol):
     def parent_fields(self) -> Mapping[str, Optional[str]]: ...
 
     def populate_field(self, entity: Entity, name: str) -> Any: ...
+
+    def assign_fields(self, entity: Entity, fields: Mapping[str, Any]) -> None: ...
 
     def index_backrefs(self) -> None: ...
 
@@ -82,8 +105,8 @@ class Entity(dict):  # type: ignore[type-arg]
 
     The private slots hold the owner's bookkeeping: ``_deps`` and ``_t`` (the generations
     and time the entity's fields were confirmed against), ``_exists`` (``False`` once known
-    retired), ``_backrefs`` and ``_stored`` (the generations its own record was last
-    written with).
+    retired), ``_backrefs``, ``_stored`` (the generations its own record was last
+    written with) and ``_local`` (it holds data a user merged).
     """
 
     # The hot slots are set for every entity; the rarely used ones are class defaults,
@@ -92,6 +115,8 @@ class Entity(dict):  # type: ignore[type-arg]
 
     _backrefs: Optional[dict[tuple[str, str], set[Entity]]] = None
     _stored: Optional[Mapping[str, str]] = None
+    #: Holds data a user merged: this session may serve it, no cache layer gets it.
+    _local = False
 
     if TYPE_CHECKING:
         session: EntityOwner
@@ -149,10 +174,55 @@ class Entity(dict):  # type: ignore[type-arg]
 
     # -- field access --------------------------------------------------------
     def __getitem__(self, field: str) -> Any:
+        if field.__class__ is str and "." in field:
+            value = deep_value(self, field)
+            if value is not _MISSING:
+                return value
+            return self.session.populate_field(self, field)
         try:
             return dict.__getitem__(self, field)
         except KeyError:
             return self.session.populate_field(self, field)
+
+    def get(self, fields: Any, default: Any = None) -> Any:
+        """Field value(s) this entity holds, never asking ShotGrid.
+
+        A deep name (``"step.Step.code"``) resolves through the linked entity.  One name
+        gives one value; a list or tuple of names gives a tuple.
+        """
+        if fields.__class__ is str:
+            if "." in fields:
+                value = deep_value(self, fields)
+                return default if value is _MISSING else value
+            return dict.get(self, fields, default)
+        if isinstance(fields, (list, tuple)):
+            return tuple(self.get(name, default) for name in fields)
+        return dict.get(self, fields, default)
+
+    def __contains__(self, field: object) -> bool:
+        if isinstance(field, str) and "." in field:
+            return deep_value(self, field) is not _MISSING
+        return dict.__contains__(self, field)
+
+    def __setitem__(self, field: str, value: Any) -> None:
+        self.session.assign_fields(self, {field: value})
+
+    def setdefault(self, field: str, default: Any = None) -> Any:
+        """The field's value; when it is missing, *default* is merged in first."""
+        value = dict.get(self, field, _MISSING)
+        if value is _MISSING:
+            self.session.assign_fields(self, {field: default})
+            value = dict.get(self, field)
+        return value
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Merge fields (a mapping, pairs or keywords) into this entity.
+
+        Links become the session's entities and the fields a nested link carries merge
+        into that entity, as :meth:`Session.merge <sgcache_layers.session.Session.merge>`
+        does with ``over=True``.
+        """
+        self.session.assign_fields(self, dict(*args, **kwargs))
 
     def fetch(
         self,
@@ -162,11 +232,12 @@ class Entity(dict):  # type: ignore[type-arg]
     ) -> Any:
         """Return field value(s), asking ShotGrid for any this entity lacks.
 
-        One field name gives one value; a list of names gives a tuple.
+        One field name gives one value; a list of names gives a tuple.  Raises
+        :class:`RetiredEntityError` when ShotGrid reports the entity retired.
         """
         names = [fields] if isinstance(fields, str) else list(fields)
         self.session.fetch([self], names, force=force)
-        values = tuple(dict.get(self, name, default) for name in names)
+        values = tuple(self.get(name, default) for name in names)
         return values[0] if isinstance(fields, str) else values
 
     def fetch_core(self) -> None:
@@ -216,7 +287,11 @@ class Entity(dict):  # type: ignore[type-arg]
 
     # -- conversion ---------------------------------------------------------
     def as_dict(self, _seen: Optional[set[EntityKey]] = None) -> dict[str, Any]:
-        """This entity and its links as plain dicts, each entity in full only once."""
+        """This entity and its links as plain dicts.
+
+        The first reference to an entity holds all its fields, every later one the minimal
+        ``{"type", "id"}``: the form to serialise and to :meth:`merge` back into a session.
+        """
         seen = set() if _seen is None else _seen
         seen.add(self.key)
         return {name: _plain(value, seen) for name, value in dict.items(self)}
@@ -268,6 +343,42 @@ class Entity(dict):  # type: ignore[type-arg]
         return (dict, (self.as_dict(),))
 
 
+_MISSING: Any = object()
+
+
+def _raw(mapping: Mapping[str, Any], key: str) -> Any:
+    # An entity's own value, never resolved or fetched.
+    if isinstance(mapping, dict):
+        return dict.get(mapping, key, _MISSING)
+    return mapping.get(key, _MISSING)
+
+
+def deep_value(entity: Mapping[str, Any], path: str) -> Any:
+    """The value of a deep field (``"entity.Shot.sg_sequence.Sequence.code"``) as known
+    locally, or a private marker when it is not known.
+
+    Through the link first: the linked entity's field is kept current by every merge and
+    write, while the entity's own copy (from a query that asked for the deep field) is
+    as of that query, and is the fallback.  As ShotGrid does, a deep field through an
+    empty link, or through a link to another type, is ``None``.
+    """
+    parts = path.split(".", 2)
+    if len(parts) == 3 and all(parts):
+        head, link_type, rest = parts
+        link = _raw(entity, head)
+        if link is None:
+            return None
+        if isinstance(link, Mapping):
+            kind = link.get("type")
+            if kind == link_type:
+                value = deep_value(link, rest) if "." in rest else _raw(link, rest)
+                if value is not _MISSING:
+                    return value
+            elif isinstance(kind, str):
+                return None
+    return _raw(entity, path)
+
+
 def _short_repr(value: Any) -> str:
     if isinstance(value, Entity):
         name = dict.get(value, "name", dict.get(value, "code"))
@@ -281,11 +392,7 @@ def _short_repr(value: Any) -> str:
 def _plain(value: Any, seen: set[EntityKey]) -> Any:
     if isinstance(value, Entity):
         if value.key in seen:
-            link = value.minimal
-            name = dict.get(value, "name")
-            if name is not None:
-                link["name"] = name
-            return link
+            return value.minimal
         return value.as_dict(seen)
     if isinstance(value, Mapping):
         return {k: _plain(v, seen) for k, v in value.items()}

@@ -66,43 +66,33 @@ def is_link(value: Any) -> bool:
     )
 
 
-def link_types(data: Any, _depth: int = 0) -> set[str]:
+def link_types(data: Any) -> set[str]:
     """Entity types linked anywhere inside *data* (a field dict or value)."""
-    found: set[str] = set()
-    if _depth > 50:
-        return found
-    if isinstance(data, Entity):
-        found.add(data.type)
-        return found
-    if is_link(data):
-        found.add(data["type"])
-    if isinstance(data, Mapping):
-        for name, value in data.items():
-            if name not in ("type", "id"):
-                found |= link_types(value, _depth + 1)
-    elif isinstance(data, (list, tuple)):
-        for value in data:
-            found |= link_types(value, _depth + 1)
-    return found
+    return {entity_type for entity_type, _ in links_in(data)}
 
 
-def links_in(data: Any, _depth: int = 0) -> set[tuple[str, int]]:
-    """``(type, id)`` of every entity linked anywhere inside *data*."""
+def links_in(data: Any) -> set[tuple[str, int]]:
+    """``(type, id)`` of every entity linked anywhere inside *data* (cycles are fine)."""
     found: set[tuple[str, int]] = set()
-    if _depth > 50:
-        return found
-    if isinstance(data, Entity):
-        found.add(data.key)
-        return found
-    if is_link(data):
-        found.add((data["type"], data["id"]))
-    if isinstance(data, Mapping):
-        for name, value in data.items():
-            if name not in ("type", "id"):
-                found |= links_in(value, _depth + 1)
-    elif isinstance(data, (list, tuple)):
-        for value in data:
-            found |= links_in(value, _depth + 1)
+    seen: set[int] = set()
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Entity):
+            found.add(value.key)
+            continue
+        if isinstance(value, Mapping):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if is_link(value):
+                found.add((value["type"], value["id"]))
+            stack.extend(v for k, v in value.items() if k != "type" and k != "id")
+        elif isinstance(value, (list, tuple)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            stack.extend(value)
     return found
 
 
@@ -279,16 +269,58 @@ class IdentityMap:
     # -- merging ---------------------------------------------------------------------
 
     def merge(
-        self, data: Any, over: Optional[bool] = None, deps: Optional[Mapping[str, str]] = None
+        self,
+        data: Any,
+        over: Optional[bool] = None,
+        deps: Optional[Mapping[str, str]] = None,
+        stamp: float = 0.0,
     ) -> Any:
         """A copy of *data* with every entity-like dict replaced by its merged entity.
 
         *deps* are the generations the data was confirmed against (``None``: unknown, so
-        the entities it touches are no longer confirmed).
+        the entities it touches are no longer confirmed).  With a *stamp*, the entities
+        *data* holds at its top (not those only linked from them) count as loaded at that
+        time: ``get`` serves them while fresh.  Such user-given data is marked local and
+        never written to shared layers.
         """
         with self.lock:
             job = _Merge(self, UNCONFIRMED if deps is None else deps, over, 0)
-            return job.any(data)
+            if stamp:
+                job.top = []
+            result = job.any(data)
+            for entity in job.top or ():
+                if entity._deps is not UNCONFIRMED:
+                    entity._t = stamp
+                    entity._exists = True
+                    entity._local = True
+            return result
+
+    def assign(self, entity: Entity, fields: Mapping[str, Any]) -> None:
+        """Merge fields a user assigned (``entity[name] = value``, ``update``, ...).
+
+        The new values win, links become entities and what a nested link carries merges
+        into its entity.  The entity is no longer confirmed: the next ``get`` asks
+        ShotGrid, and nothing assigned is ever written to a cache layer.
+        """
+        for name in ("type", "id"):
+            if name in fields and fields[name] != entity._key[name == "id"]:
+                raise ValueError(
+                    f"the {name} of {entity.type} {entity.id} cannot change "
+                    f"(assigned {fields[name]!r})"
+                )
+        with self.lock:
+            if entity._deps is not None:
+                entity._deps = UNCONFIRMED
+            job = _Merge(self, UNCONFIRMED, True, 0)
+            job.fields(entity, fields, True)
+
+    def take(self, other: IdentityMap) -> None:
+        """Hold the entities of *other* (a session re-attached to a client), unconfirmed."""
+        with self.lock, other.lock:
+            self._by_type = other._by_type
+            self.backrefs_on = other.backrefs_on
+            other._by_type = {}
+        self.invalidate()
 
     def merge_rows(
         self,
@@ -485,7 +517,7 @@ class IdentityMap:
 class _Merge:
     """One merge under the map's lock: the rules of the module, with per-merge memos."""
 
-    __slots__ = ("map", "deps", "over", "number", "seen", "_current", "_unions", "_marks")
+    __slots__ = ("map", "deps", "over", "number", "seen", "top", "_current", "_unions", "_marks")
 
     def __init__(
         self,
@@ -498,7 +530,11 @@ class _Merge:
         self.deps = deps
         self.over = over
         self.number = number
-        self.seen: set[Any] = set()
+        #: ids of the field mappings being merged (a mapping met again inside itself is
+        #: a cycle: its entity is linked, not merged again).
+        self.seen: set[int] = set()
+        #: Entities met at the top of the data (collected when not None).
+        self.top: Optional[list[Entity]] = None
         # Keyed by id() but holding the object too, so an id is never reused meanwhile.
         self._current: dict[int, tuple[Mapping[str, str], bool]] = {}
         self._unions: dict[int, tuple[Mapping[str, str], Mapping[str, str]]] = {}
@@ -546,6 +582,8 @@ class _Merge:
                 self.map._unlink(entity, name)
                 dict.__delitem__(entity, name)
         entity._t = 0.0
+        if entity._local:
+            entity._local = False  # what a user merged is gone with the rest
 
     def _touch(self, target: Entity) -> None:
         """A link or deep value brings data into *target*: unknown data unconfirms it.
@@ -571,8 +609,9 @@ class _Merge:
         convert = self.convert
         deep: Optional[list[str]] = None
         linked_heads: Optional[set[str]] = None
+        changed_heads: Optional[set[str]] = None
         seen = self.seen
-        seen.add(entity._key)
+        seen.add(id(fields))
         for name, value in fields.items():
             if name == "type" or name == "id":
                 continue
@@ -582,11 +621,12 @@ class _Merge:
             cls = value.__class__
             if present and not over:
                 if cls is dict or cls is list or cls is tuple or cls is Entity:
-                    convert(value, over)  # keep the value; what nested links bring merges
+                    convert(value, self.over)  # keep the value; what nested links bring merges
                 continue
             if cls is dict or cls is list or cls is tuple or cls is Entity:
-                value = convert(value, over)
+                value = convert(value, self.over)
                 cls = value.__class__
+            previous = dict.get(entity, name) if present else None
             if present and identity.backrefs_on:
                 identity._unlink(entity, name)
             setitem(entity, name, value)
@@ -594,24 +634,38 @@ class _Merge:
                 if deep is None:
                     deep = []
                 deep.append(name)
-            elif cls is Entity or cls is list:
+                continue
+            if previous.__class__ is Entity and previous is not value:
+                # The link points elsewhere now: deep values read through it are wrong.
+                if changed_heads is None:
+                    changed_heads = set()
+                changed_heads.add(name)
+            if cls is Entity or cls is list:
                 if identity.backrefs_on:
                     identity._add_backrefs(entity, name, value)
-                if cls is Entity:
+                if cls is Entity and previous is not value:
                     if linked_heads is None:
                         linked_heads = set()
                     linked_heads.add(name)
-        if linked_heads is not None:
-            # A link that arrives now also receives deep values held from before.
-            merged = set(deep or ())
+        if changed_heads is not None:
             for name in list(dict.keys(entity)):
-                if "." in name and name not in merged and name.split(".", 1)[0] in linked_heads:
-                    if deep is None:
-                        deep = []
-                    deep.append(name)
+                if "." in name and name not in fields and name.split(".", 1)[0] in changed_heads:
+                    dict.__delitem__(entity, name)
         if deep:
             self.spread_columns(entity, entity, [_deep_column(n) for n in deep], set(deep), over)
-        seen.discard(entity._key)
+        if linked_heads is not None:
+            # A link that arrives now also receives deep values held from before (a query
+            # that asked for them without the link), where it lacks them.
+            held = [
+                n
+                for n in dict.keys(entity)
+                if "." in n and n not in fields and n.split(".", 1)[0] in linked_heads
+            ]
+            if held:
+                self.spread_columns(
+                    entity, entity, [_deep_column(n) for n in held], set(held), False
+                )
+        seen.discard(id(fields))
 
     def spread_columns(
         self,
@@ -633,7 +687,7 @@ class _Merge:
             if "." not in rest and value.__class__ not in _CONTAINERS:
                 if over or not dict.__contains__(target, rest):
                     dict.__setitem__(target, rest, value)
-            elif target._key not in self.seen:
+            else:
                 self.fields(target, {rest: value}, over)
 
     def convert(self, value: Any, over: Optional[bool]) -> Any:
@@ -662,7 +716,7 @@ class _Merge:
                         name = value["name"]
                         if dict.get(target, "name", _MISSING) != name:
                             dict.__setitem__(target, "name", name)
-                elif size > 2 and target._key not in self.seen:
+                elif size > 2 and id(value) not in self.seen:
                     self.fields(target, value, over)
                 return target
             return {k: self.convert(v, over) for k, v in value.items()}
@@ -682,9 +736,11 @@ class _Merge:
             return data
         if is_link(data):
             entity = self.map.entity(data["type"], data["id"])
-            if entity._key not in self.seen:
+            if id(data) not in self.seen:
                 self.adopt(entity, data)
                 self.fields(entity, data, self.over)
+                if self.top is not None:
+                    self.top.append(entity)
             return entity
         if isinstance(data, Mapping):
             return {k: self.any(v) for k, v in data.items()}

@@ -258,6 +258,11 @@ def _path_types(path: str) -> list[str]:
     return [parts[i] for i in range(1, len(parts) - 1, 2)]
 
 
+def deep_types(fields: Iterable[str]) -> list[str]:
+    """Entity types the deep fields among *fields* read through."""
+    return sorted({t for name in fields if "." in name for t in _path_types(name)})
+
+
 def _filter_paths(node: Mapping[str, Any]) -> Iterable[str]:
     for condition in node.get("conditions", ()):
         if "conditions" in condition:
@@ -384,3 +389,27 @@ def call_digest(call: Any) -> str:
     except (TypeError, ValueError):
         text = _OBJECT_KEYS.key(call).encode("utf-8", "surrogatepass")
     return hashlib.sha256(text).hexdigest()[:40]
+
+
+#: The argument names of ``Shotgun.find``, in order.
+FIND_ARGS = (
+    "entity_type",
+    "filters",
+    "fields",
+    "order",
+    "filter_operator",
+    "limit",
+    "retired_only",
+    "page",
+    "include_archived_projects",
+    "additional_filter_presets",
+)
+#: The argument names of ``Shotgun.summarize``, in order.
+SUMMARIZE_ARGS = (
+    "entity_type",
+    "filters",
+    "summary_fields",
+    "filter_operator",
+    "grouping",
+    "include_archived_projects",
+)

@@ -45,16 +45,19 @@ from .config import (
     site_of,
     stale_limit,
 )
+from .detached import attach, restore, session_state
 from .entity import Entity
 from .events import SCHEMA_TYPE
 from .fetching import Requests, WriteBehind, find_rows, make_executor
 from .freshness import EventLog, Freshness, Layout
-from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, PARENT_FIELDS, Graph
-from .identity import UNCONFIRMED, IdentityMap, copy_value, outbound
+from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, IMPORTANT_LINKS, PARENT_FIELDS, Graph
+from .identity import IdentityMap, copy_value, links_in, outbound
 from .keys import KeyMaker
 from .offline import Snapshots
 from .pool import ShotgunPool
 from .query import (
+    FIND_ARGS,
+    SUMMARIZE_ARGS,
     QueryError,
     call_digest,
     dependent_types,
@@ -63,7 +66,7 @@ from .query import (
     normalise_filters,
     summarize_call,
 )
-from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec
+from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec, bucket_name
 from .stats import SessionStats
 from .upkeep import Writes
 
@@ -72,27 +75,6 @@ __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "S
 log = logging.getLogger("sgcache_layers.session")
 
 MODES = ("direct", "cached", "offline")
-_FIND_ARGS = (
-    "entity_type",
-    "filters",
-    "fields",
-    "order",
-    "filter_operator",
-    "limit",
-    "retired_only",
-    "page",
-    "include_archived_projects",
-    "additional_filter_presets",
-)
-_SUMMARIZE_ARGS = (
-    "entity_type",
-    "filters",
-    "summary_fields",
-    "filter_operator",
-    "grouping",
-    "include_archived_projects",
-)
-
 CacheArg = Union[None, bool, str, Sequence[str], Cache, Callable[["Session"], Optional[Cache]]]
 
 
@@ -113,6 +95,11 @@ class Session:
     important_fields_for_all: list[str] = list(IMPORTANT_FOR_ALL)
     #: Extra fields fetched per type by :meth:`get` and :meth:`fetch_core`.
     important_fields: dict[str, list[str]] = {k: list(v) for k, v in IMPORTANT_FIELDS.items()}
+    #: Link fields whose linked types' important fields come along: ``{type: {field:
+    #: [linked types]}}``, e.g. a Task's ``entity.Shot.code`` and ``step.Step.short_name``.
+    important_links: dict[str, dict[str, list[str]]] = {
+        k: {f: list(t) for f, t in v.items()} for k, v in IMPORTANT_LINKS.items()
+    }
     #: The field that points at each type's parent, for :meth:`fetch_heirarchy`.
     parent_fields: dict[str, Optional[str]] = dict(PARENT_FIELDS)
 
@@ -134,6 +121,7 @@ class Session:
         identity: Optional[str] = None,
         schema: Any = None,
         snapshots: bool = False,
+        add_important: bool = False,
     ) -> None:
         if shotgun is None:
             shotgun = shotgun_from_environment()
@@ -171,12 +159,15 @@ class Session:
                 "cannot tell the permission identity of this client (no script name or "
                 "user login); pass identity='...' so cached data stays in its own namespace"
             )
+        self._given = (site, identity)
         self.site = (site or site_of(shotgun)).lower().rstrip("/")
         self.identity = ";".join(f"{k}={v}" for k, v in parts)
         #: Makes cache keys from normalised calls (``None``: the built-in fast, stable one).
         self.cache_key_maker: Optional[KeyMaker] = cache_key_maker
         self.stats = SessionStats()
         self._default_auto_populate = bool(auto_populate)
+        #: Whether find/find_one/create also return the important fields and links.
+        self.add_important = bool(add_important)
         self._default_mode = mode
         self._state = _ThreadState()
         self._closed = False
@@ -228,8 +219,8 @@ class Session:
         extra: Any = cache
         if cache is True or isinstance(cache, (str, list, tuple)):
             # A URL, a path, a list of them, or True for the user's own cache directory.
-            extra = lambda session: cache_from_spec(cache, session)  # noqa: E731
-            cache = extra
+            spec = cache
+            cache = lambda session: cache_from_spec(spec, session)  # noqa: E731
         if callable(cache) and not isinstance(cache, Cache):
             try:
                 extra = cache(self)
@@ -383,22 +374,36 @@ class Session:
 
     # ------------------------------------------------------------------ reads
     @overload
-    def get(self, entity_type: str, id_or_ids: int, fetch: bool = ...) -> Optional[Entity]: ...
+    def get(
+        self,
+        entity_type: str,
+        id_or_ids: int,
+        fields: Union[None, bool, str, Sequence[str]] = ...,
+        fetch: bool = ...,
+    ) -> Optional[Entity]: ...
 
     @overload
     def get(
-        self, entity_type: str, id_or_ids: Sequence[int], fetch: bool = ...
+        self,
+        entity_type: str,
+        id_or_ids: Sequence[int],
+        fields: Union[None, bool, str, Sequence[str]] = ...,
+        fetch: bool = ...,
     ) -> list[Optional[Entity]]: ...
 
     def get(
         self,
         entity_type: str,
         id_or_ids: Union[int, Sequence[int]],
+        fields: Union[None, bool, str, Sequence[str]] = None,
         fetch: bool = True,
     ) -> Union[Optional[Entity], list[Optional[Entity]]]:
         """One entity by type and id (or a list for a list of ids); ``None`` if absent.
 
         An entity in memory or a record in any cache layer answers while it is fresh.
+        *fields* (a name or a list) are fetched when an entity lacks them; *fetch*
+        ``False`` never asks ShotGrid.  A bool in third place is *fetch*, as in
+        sgsession's older ``get(type, id, fetch)``.
         """
         if not isinstance(entity_type, str) or not entity_type:
             raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
@@ -406,11 +411,17 @@ class Session:
             raise TypeError(
                 f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}"
             )
+        if isinstance(fields, bool):
+            fetch, fields = fields, None
+        names = [fields] if isinstance(fields, str) else list(fields or ())
+        if not all(isinstance(name, str) for name in names) or isinstance(fields, Mapping):
+            raise TypeError(f"get() takes field names as fields, not {fields!r}")
         ids = [id_or_ids] if isinstance(id_or_ids, int) else list(id_or_ids)
         for entity_id in ids:
             if isinstance(entity_id, bool) or not isinstance(entity_id, int):
                 raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
-        found = self._graph.get_many(entity_type, list(dict.fromkeys(ids)), fetch, self._policy())
+        unique = list(dict.fromkeys(ids))
+        found = self._graph.get_many(entity_type, unique, fetch, self._policy(), names)
         out = [found.get(i) for i in ids]
         return out[0] if isinstance(id_or_ids, int) else out
 
@@ -430,6 +441,8 @@ class Session:
         max_age: Optional[Seconds] = None,
     ) -> list[Entity]:
         """``Shotgun.find``, answered from the cache when a fresh answer is there."""
+        if self.add_important:
+            fields = self._graph.with_important(entity_type, fields)
         args = (
             entity_type,
             filters,
@@ -485,7 +498,7 @@ class Session:
         if self._snapshots.answers(policy):
 
             def local(policy: Policy) -> Optional[list[Entity]]:
-                return self._snapshots.find(policy, dict(zip(_FIND_ARGS, args)))
+                return self._snapshots.find(policy, dict(zip(FIND_ARGS, args)))
 
         return self._answers.find(digest, entity_type, deps, ask, policy, local)
 
@@ -589,7 +602,7 @@ class Session:
         if self._snapshots.answers(policy):
             given = dict(
                 zip(
-                    _SUMMARIZE_ARGS,
+                    SUMMARIZE_ARGS,
                     (
                         entity_type,
                         filters,
@@ -703,21 +716,35 @@ class Session:
         """Build the backref index (the entity owner protocol)."""
         self._identity.index_backrefs()
 
+    def assign_fields(self, entity: Entity, fields: Mapping[str, Any]) -> None:
+        """Merge what is assigned to an entity (the entity owner protocol)."""
+        self._identity.assign(entity, fields)
+
     def fetch(self, entities: Iterable[Entity], fields: Iterable[str], force: bool = False) -> None:
-        """Make sure *entities* hold *fields*, asking ShotGrid only for what is missing."""
-        self._graph.fetch(entities, fields, force)
+        """Make sure *entities* hold *fields*, asking ShotGrid only for what is missing.
+
+        Raises :class:`~sgcache_layers.entity.RetiredEntityError` for an entity that
+        ShotGrid reports retired.
+        """
+        own = self._graph.own(entities, "fetch")
+        self._graph.fetch(own, [fields] if isinstance(fields, str) else fields, force, True)
 
     def fetch_core(self, entities: Iterable[Entity]) -> None:
         """Fetch the important fields of *entities* and of the entities they link to."""
-        self._graph.fetch_core(entities)
+        self._graph.fetch_core(self._graph.own(entities, "fetch_core"))
 
     def fetch_backrefs(self, entities: Iterable[Entity], entity_type: str, field_name: str) -> None:
         """Find every *entity_type* whose *field_name* links to one of *entities*."""
-        self._graph.fetch_backrefs(entities, entity_type, field_name)
+        own = self._graph.own(entities, "fetch_backrefs")
+        self._graph.fetch_backrefs(own, entity_type, field_name)
 
     def fetch_heirarchy(self, entities: Iterable[Entity]) -> list[Entity]:
-        """Fetch parents up to the project; return every entity involved."""
-        return self._graph.fetch_heirarchy(entities)
+        """Every entity from *entities* up to the project, with their important fields.
+
+        Tasks on Shots and Assets take at most three requests, however many; backrefs
+        between the entities are indexed.
+        """
+        return self._graph.fetch_heirarchy(self._graph.own(entities, "fetch_heirarchy"))
 
     fetch_hierarchy = fetch_heirarchy
 
@@ -725,16 +752,23 @@ class Session:
         self, entities: Iterable[Entity], check: bool = True, force: bool = False
     ) -> set[Entity]:
         """The entities that exist (are not retired), or whose state is unknown."""
-        return self._graph.filter_exists(entities, check, force)
+        own = self._graph.own(entities, "filter_exists")
+        return self._graph.filter_exists(own, check, force)
 
     def merge(self, data: Any, over: Optional[bool] = None) -> Any:
         """Import raw ShotGrid data: every entity-like dict becomes the session's Entity.
 
         *over* ``True`` lets new values win, ``False`` keeps old ones, and ``None`` (the
         default) lets the newer ``updated_at`` win.  Returns a copy of *data* with entities
-        in place of dicts.
+        in place of dicts.  The entities at the top of *data* count as loaded now: ``get``
+        serves them without a request while they are fresh (until a change to their type
+        is seen), in this session only - merged data is never written to a cache layer.
         """
-        return self._identity.merge(data, over, UNCONFIRMED)
+        names: set[str] = set()
+        for entity_type, entity_id in links_in(data):
+            names.update((entity_type, bucket_name(entity_type, entity_id)))
+        deps = self._freshness.current(sorted(names)) if names else None
+        return self._identity.merge(data, over, deps, time.time())
 
     def warm(
         self,
@@ -763,27 +797,41 @@ class Session:
     ) -> Entity:
         """``Shotgun.create``; the new entity joins the identity map and the cache."""
         self._check_writable("create")
+        if self.add_important:
+            return_fields = self._graph.with_important(entity_type, return_fields)
         return self._writes.create(entity_type, data, return_fields)
 
     def update(
         self,
-        entity_type: str,
-        entity_id: int,
-        data: Mapping[str, Any],
+        entity_type: Any,
+        entity_id: Any = None,
+        data: Optional[Mapping[str, Any]] = None,
         multi_entity_update_modes: Optional[Mapping[str, str]] = None,
-    ) -> Entity:
-        """``Shotgun.update``; the new values are readable at once without a request."""
-        self._check_writable("update")
-        return self._writes.update(entity_type, entity_id, data, multi_entity_update_modes)
+        **fields: Any,
+    ) -> Any:
+        """``Shotgun.update``; the new values are readable at once without a request.
 
-    def delete(self, entity_type: str, entity_id: int) -> bool:
-        """``Shotgun.delete`` (retire); the entity is no longer served by :meth:`get`."""
+        Besides ``update(type, id, data)``: ``update(entity, data)``,
+        ``update(entity, **fields)`` and ``update([entity, ...], **fields)``, which writes
+        them all in one batch and returns the list of entities.
+        """
+        self._check_writable("update")
+        targets, values, many = self._writes.update_arguments(entity_type, entity_id, data, fields)
+        if many:
+            return self._writes.update_many(targets, values, multi_entity_update_modes)
+        ((entity_type, entity_id),) = targets
+        return self._writes.update(entity_type, entity_id, values, multi_entity_update_modes)
+
+    def delete(self, entity_type: Any, entity_id: Optional[int] = None) -> bool:
+        """``Shotgun.delete`` (retire); ``delete(entity)`` too.  ``get`` gives ``None`` after."""
         self._check_writable("delete")
+        ((entity_type, entity_id),) = self._writes.targets(entity_type, entity_id, "delete")
         return self._writes.delete(entity_type, entity_id)
 
-    def revive(self, entity_type: str, entity_id: int) -> bool:
-        """``Shotgun.revive``; the entity is served again."""
+    def revive(self, entity_type: Any, entity_id: Optional[int] = None) -> bool:
+        """``Shotgun.revive``; ``revive(entity)`` too.  The entity is served again."""
         self._check_writable("revive")
+        ((entity_type, entity_id),) = self._writes.targets(entity_type, entity_id, "revive")
         return self._writes.revive(entity_type, entity_id)
 
     def batch(self, requests: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -846,6 +894,24 @@ class Session:
         if close is not None:
             with contextlib.suppress(Exception):
                 close()
+
+    def attach(
+        self,
+        shotgun: Any,
+        cache: CacheArg = FROM_ENVIRONMENT,
+        cache_key_maker: Optional[KeyMaker] = None,
+    ) -> None:
+        """Give a session that was unpickled its client (and cache layers) again.
+
+        A pickled session keeps its settings and entities but not its client, cache
+        layers or locks (see :mod:`~sgcache_layers.detached`).  The client must be of the
+        same site and identity; the entities stay the same objects and are asked for again
+        on their next ``get``.
+        """
+        attach(self, shotgun, cache, cache_key_maker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (restore, (type(self), session_state(self)))
 
     @property
     def closed(self) -> bool:

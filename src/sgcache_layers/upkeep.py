@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from .answers import Answers
+from .answers import MOVED, Answers
 from .entity import Entity
 from .freshness import Freshness
-from .identity import UNCONFIRMED, IdentityMap, link_types, links_in
+from .identity import UNCONFIRMED, IdentityMap, is_link, link_types, links_in
+from .query import QueryError, deep_types
 from .records import bucket_name
 
 __all__ = ["Writes"]
@@ -107,21 +108,107 @@ class Writes:
         with identity.lock:
             for name in drop:
                 dict.pop(entity, name, None)
+            old: Mapping[str, str] = {}
             if keep and entity._deps is not None and entity._deps is not UNCONFIRMED:
-                deps: Mapping[str, str] = {**entity._deps, **clean}
+                old = entity._deps
             else:
                 keep = False
-                deps = dict(clean)
+                entity._local = False
                 for name in [n for n in dict.keys(entity) if n not in result]:
                     if name not in ("type", "id"):
                         dict.__delitem__(entity, name)
-            entity._deps = deps
+            entity._deps = deps = dict(clean)
             identity.merge_fields(entity, result, over=True, deps=deps)
-            entity._deps = deps
+            entity._deps = self._confirmed(entity, clean, old)
             entity._exists = True
             if not keep or entity._t <= 0:
                 entity._t = _time()
             identity.mark_written(entity, [n for n in result if n not in ("type", "id")])
+
+    # -- arguments -------------------------------------------------------------------
+
+    @staticmethod
+    def targets(value: Any, entity_id: Any, method: str) -> list[tuple[str, int]]:
+        """The ``(type, id)`` a write is about: ``(type, id)``, an entity, or a list of them."""
+        if isinstance(value, str):
+            if isinstance(entity_id, bool) or not isinstance(entity_id, int):
+                raise TypeError(
+                    f"{method}({value!r}, ...) needs an int entity id, not {entity_id!r}"
+                )
+            return [(value, entity_id)]
+        if entity_id is not None:
+            raise TypeError(f"{method}() takes (type, id) or an entity, not both")
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        out: list[tuple[str, int]] = []
+        for item in items:
+            if not is_link(item):
+                raise TypeError(
+                    f"{method}() takes an entity type and id, an entity or a list of "
+                    f"entities, not {item!r:.80}"
+                )
+            out.append((item["type"], item["id"]))
+        return out
+
+    def update_arguments(
+        self, value: Any, entity_id: Any, data: Any, fields: Mapping[str, Any]
+    ) -> tuple[list[tuple[str, int]], dict[str, Any], bool]:
+        """What an ``update`` call writes: its targets, the data, and whether it is a batch.
+
+        ``update(type, id, data)``, ``update(entity, data)``, ``update(entity, **fields)``
+        and ``update([entity, ...], **fields)`` (a batch).
+        """
+        if not isinstance(value, str) and isinstance(entity_id, Mapping):
+            if data is not None:
+                raise TypeError("update(entity, data) takes the data once")
+            entity_id, data = None, entity_id
+        if data is not None and not isinstance(data, Mapping):
+            raise TypeError(f"update() takes its data as a dict, not {type(data).__name__}")
+        values = {**(data or {}), **fields}
+        if not values:
+            raise QueryError("update() needs at least one field to write")
+        targets = self.targets(value, entity_id, "update")
+        return targets, values, isinstance(value, (list, tuple))
+
+    def update_many(
+        self,
+        targets: Sequence[tuple[str, int]],
+        data: Mapping[str, Any],
+        multi_entity_update_modes: Optional[Mapping[str, str]],
+    ) -> list[Any]:
+        """The same fields written to many entities: one ``batch``, its entities returned."""
+        requests: list[dict[str, Any]] = []
+        for entity_type, entity_id in targets:
+            request: dict[str, Any] = {
+                "request_type": "update",
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "data": dict(data),
+            }
+            if multi_entity_update_modes:
+                request["multi_entity_update_modes"] = dict(multi_entity_update_modes)
+            requests.append(request)
+        return self.batch(requests) if requests else []
+
+    @staticmethod
+    def _confirmed(
+        entity: Entity, clean: Mapping[str, str], old: Mapping[str, str]
+    ) -> dict[str, str]:
+        """What a written entity is confirmed against: its own bucket, and the types its
+        links and deep fields show - not its whole type, so that writing one shot leaves
+        the other shots in memory confirmed.
+
+        A token comes from the write's clean move, else from what the entity was
+        confirmed against before; a name with neither (a link only the result brought)
+        leaves the entity unconfirmed, to be asked again.
+        """
+        fields = dict.items(entity)
+        names = {bucket_name(*entity._key)}
+        names |= link_types({k: v for k, v in fields if k != "type" and k != "id"})
+        names.update(deep_types(dict.keys(entity)))
+        deps = {**old, **{n: clean[n] for n in names if n in clean}}
+        if any(n not in deps for n in names):
+            deps[MOVED] = "~"
+        return deps
 
     # -- writes ----------------------------------------------------------------------
 
@@ -226,6 +313,15 @@ class Writes:
                 touch.live[(entity_type, entity_id)] = False
         outbound = [self.outbound(dict(r)) for r in requests]
         results, clean, overtaken = self._around(touch, lambda: self.request("batch", outbound))
+        # New entities' buckets move too (see create), before they are confirmed.
+        buckets = [
+            bucket_name(result["type"], result["id"])
+            for item, result in zip(requests, results)
+            if item.get("request_type") == "create" and isinstance(result, Mapping)
+        ]
+        if buckets:
+            new, _ = self.freshness.move(buckets)
+            clean = {**clean, **new}
         out: list[Any] = []
         stored: list[Entity] = []
         created: list[Entity] = []
@@ -248,11 +344,5 @@ class Writes:
                 out.append(result)
             else:
                 out.append(result)
-        if created:
-            buckets = [bucket_name(e.type, e.id) for e in created]
-            new, _ = self.freshness.move(buckets)
-            for entity in created:
-                name = bucket_name(entity.type, entity.id)
-                entity._deps = {**(entity._deps or {}), name: new[name]}
         self.answers.store_entities(stored + created)
         return out
