@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLIENT_VARIABLES",
+    "MODES",
+    "Settings",
+    "open_layers",
     "DEFAULTS",
     "FROM_ENVIRONMENT",
     "SETTING_VARIABLES",
@@ -188,7 +191,8 @@ DEFAULTS: dict[str, Any] = {
 #: The environment variable of each setting.
 SETTING_VARIABLES: dict[str, str] = {name: "SGCACHE_LAYERS_" + name.upper() for name in DEFAULTS}
 
-_MODES = ("direct", "cached", "offline")
+#: The session's modes.
+MODES = _MODES = ("direct", "cached", "offline")
 _TRUE = ("true", "yes", "on")
 _FALSE = ("false", "no", "off")
 _NEVER = ("never", "none", "off")
@@ -661,3 +665,73 @@ def cache_maker_of(cache: Any) -> Any:
     if cache is True or isinstance(cache, (str, list, tuple)):
         return functools.partial(cache_from_spec, cache)
     return cache
+
+
+def open_layers(cache: Any, session: Any) -> list[Cache]:
+    """The layers a session puts under its memory layer, from its ``cache`` argument.
+
+    A spec (path, URL, list, ``True``) or a ``cache_maker(session)`` is called now; a
+    persistent layer that cannot be opened is left out with a warning, so a broken disk or
+    an unreachable Redis never stops the tool.
+    """
+    from .cache import Cache, CacheBackendError
+
+    extra: Any = cache_maker_of(cache)
+    if callable(extra) and not isinstance(extra, Cache):
+        try:
+            extra = extra(session)
+        except (CacheBackendError, OSError) as error:
+            logging.getLogger("sgcache_layers.session").warning(
+                "the session's cache could not be opened; using memory only: %s", error
+            )
+            extra = None
+    if extra is None:
+        return []
+    if not isinstance(extra, Cache):
+        raise SessionConfigError(
+            f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
+        )
+    return [extra]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A session's settings, from its arguments, else the environment, else the defaults."""
+
+    mode: str
+    max_age: float
+    schema_max_age: float
+    stale_if_error: Union[bool, float]
+    sync_interval: Optional[float]
+    sync_limit: int
+    event_backlog: float
+
+    @classmethod
+    def resolve(
+        cls,
+        mode: Any,
+        max_age: Any,
+        schema_max_age: Any,
+        stale_if_error: Any,
+        sync_interval: Any,
+        sync_limit: Any,
+        event_backlog: Any,
+    ) -> Settings:
+        """Check every setting; :class:`SessionConfigError` names the first bad one."""
+        mode = setting("mode", mode)
+        if mode not in MODES:
+            raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if isinstance(sync_limit, bool) or not isinstance(sync_limit, int) or sync_limit < 1:
+            raise SessionConfigError(f"sync_limit must be an int >= 1, not {sync_limit!r}")
+        return cls(
+            mode=mode,
+            max_age=seconds(setting("max_age", max_age), "max_age") or 0.0,
+            schema_max_age=seconds(setting("schema_max_age", schema_max_age), "schema_max_age")
+            or 0.0,
+            stale_if_error=stale_limit(setting("stale_if_error", stale_if_error)),
+            sync_interval=seconds(
+                setting("sync_interval", sync_interval), "sync_interval", allow_none=True
+            ),
+            sync_limit=sync_limit,
+            event_backlog=seconds(event_backlog, "event_backlog") or 0.0,
+        )

@@ -29,43 +29,33 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast, overload
 
 from .answers import Answers, Policy
-from .cache import Cache, CacheBackendError, LayeredCache, MemoryCache
+from .cache import Cache, LayeredCache, MemoryCache
 from .config import (
     FROM_ENVIRONMENT,
+    MODES,
     Seconds,
     SessionConfigError,
-    cache_from_spec,
-    cache_maker_of,
+    Settings,
     client_zone,
     identity_of,
+    open_layers,
     options_of,
     seconds,
     setting,
     shotgun_from_environment,
     site_of,
-    stale_limit,
 )
 from .detached import attach, restore, session_state
 from .entity import Entity
-from .events import SCHEMA_TYPE
-from .fetching import Requests, WriteBehind, find_rows, make_executor
+from .fetching import Requests, WriteBehind, make_executor
 from .freshness import EventLog, Freshness, Layout
 from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, IMPORTANT_LINKS, PARENT_FIELDS, Graph
-from .identity import IdentityMap, copy_value, links_in, outbound
+from .identity import IdentityMap, links_in, outbound
 from .keys import KeyMaker
 from .offline import Snapshots
 from .pool import ShotgunPool
-from .query import (
-    FIND_ARGS,
-    SUMMARIZE_ARGS,
-    QueryError,
-    call_digest,
-    dependent_types,
-    find_call,
-    has_plain_repr,
-    normalise_filters,
-    summarize_call,
-)
+from .query import QueryError
+from .reads import Reads
 from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec, bucket_name
 from .stats import SessionStats
 from .upkeep import Writes
@@ -74,7 +64,6 @@ __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "S
 
 log = logging.getLogger("sgcache_layers.session")
 
-MODES = ("direct", "cached", "offline")
 CacheArg = Union[None, bool, str, Sequence[str], Cache, Callable[["Session"], Optional[Cache]]]
 
 
@@ -126,22 +115,17 @@ class Session:
         if shotgun is None:
             shotgun = shotgun_from_environment()
         # Arguments left out come from SGCACHE_LAYERS_* variables, then the defaults.
-        mode = setting("mode", mode)
-        if mode not in MODES:
-            raise SessionConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        self._max_age = seconds(setting("max_age", max_age), "max_age") or 0.0
-        self.schema_max_age = (
-            seconds(setting("schema_max_age", schema_max_age), "schema_max_age") or 0.0
+        settings = Settings.resolve(
+            mode, max_age, schema_max_age, stale_if_error, sync_interval, sync_limit, event_backlog
         )
-        self.stale_if_error = stale_limit(setting("stale_if_error", stale_if_error))
-        self._sync_interval = seconds(
-            setting("sync_interval", sync_interval), "sync_interval", allow_none=True
-        )
-        if not isinstance(sync_limit, int) or sync_limit < 1:
-            raise SessionConfigError(f"sync_limit must be an int >= 1, not {sync_limit!r}")
-        self.sync_limit = sync_limit
+        mode = settings.mode
+        self._max_age = settings.max_age
+        self.schema_max_age = settings.schema_max_age
+        self.stale_if_error = settings.stale_if_error
+        self._sync_interval = settings.sync_interval
+        self.sync_limit = settings.sync_limit
         #: Seconds to keep asking for event ids that were missing (late commits).
-        self.event_backlog = seconds(event_backlog, "event_backlog") or 0.0
+        self.event_backlog = settings.event_backlog
 
         # A real client is wrapped in a pool so the session is thread-safe; any other
         # object (a Mockgun, a test double) is used as it is.
@@ -173,11 +157,9 @@ class Session:
         self._closed = False
         self._next_sync = math.inf if self._sync_interval is None else 0.0
         self._policies: dict[tuple[Any, ...], Policy] = {}
-        self._plans: dict[str, tuple[str, list[str], dict[str, Any]]] = {}
         self._tz = client_zone(shotgun)
 
-        extra = self._extra_layers(cache_maker_of(setting("cache", cache)))
-        self.cache = LayeredCache([MemoryCache()] + extra)
+        self.cache = LayeredCache([MemoryCache()] + open_layers(setting("cache", cache), self))
         self._keys = Keys(Namespace(self.site, parts, options_of(shotgun)).base)
         self._layout = Layout(self.cache)
         self._identity = IdentityMap(self, self._still_current)
@@ -196,6 +178,7 @@ class Session:
             stats=self.stats,
         )
         self._graph = Graph(self, self._identity, self._answers)
+        self._reads = Reads(self)
         self._snapshots = Snapshots(self, schema=schema, in_cached_mode=snapshots)
         self._writes = Writes(
             freshness=self._freshness,
@@ -207,34 +190,12 @@ class Session:
         self._events = EventLog(
             self._freshness,
             self._requests,
-            limit=sync_limit,
+            limit=self.sync_limit,
             backlog=self.event_backlog,
             on_flush=self._flushed,
         )
         self.stats.cache = self.cache
         self.stats.store = lambda: self._layout.store
-
-    # ------------------------------------------------------------------ set-up
-    def _extra_layers(self, cache: CacheArg) -> list[Cache]:
-        extra: Any = cache
-        if cache is True or isinstance(cache, (str, list, tuple)):
-            # A URL, a path, a list of them, or True for the user's own cache directory.
-            spec = cache
-            cache = lambda session: cache_from_spec(spec, session)  # noqa: E731
-        if callable(cache) and not isinstance(cache, Cache):
-            try:
-                extra = cache(self)
-            except (CacheBackendError, OSError) as error:
-                # A broken persistent layer must not stop the tool: run on memory alone.
-                log.warning("the session's cache could not be opened; using memory only: %s", error)
-                extra = None
-        if extra is None:
-            return []
-        if not isinstance(extra, Cache):
-            raise SessionConfigError(
-                f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
-            )
-        return [extra]
 
     def __repr__(self) -> str:
         return f"<Session {self.site} {self.identity} mode={self.mode}>"
@@ -455,80 +416,7 @@ class Session:
             include_archived_projects,
             additional_filter_presets,
         )
-        try:
-            signature: Optional[str] = repr(args)
-        except Exception:  # an argument that cannot show itself: plan without the memo
-            signature = None
-        plan = self._plans.get(signature) if signature is not None else None
-        if plan is None:
-            plan = self._plan_find(*args)
-            if signature is not None and has_plain_repr(args):
-                if len(self._plans) > 4096:
-                    self._plans.clear()
-                self._plans[signature] = plan
-        digest, nfields, nfilters = plan
-        policy = self._policy(max_age)
-        found = self._answers.find_cached(digest, entity_type, policy)
-        if found is not None:
-            return found
-
-        def deps() -> list[str]:
-            return dependent_types(entity_type, nfields, nfilters)
-
-        def ask() -> list[dict[str, Any]]:
-            self._requests.count("find")
-            if self._requests.closed:
-                raise RuntimeError("this session is closed")
-            return find_rows(
-                self.shotgun,
-                self._pages,
-                entity_type,
-                outbound(filters),
-                nfields,
-                order=order,
-                filter_operator=filter_operator,
-                limit=limit,
-                retired_only=retired_only,
-                page=page,
-                include_archived_projects=include_archived_projects,
-                additional_filter_presets=additional_filter_presets,
-            )
-
-        local = None
-        if self._snapshots.answers(policy):
-
-            def local(policy: Policy) -> Optional[list[Entity]]:
-                return self._snapshots.find(policy, dict(zip(FIND_ARGS, args)))
-
-        return self._answers.find(digest, entity_type, deps, ask, policy, local)
-
-    def _plan_find(
-        self,
-        entity_type: Any,
-        filters: Any,
-        fields: Any,
-        order: Any,
-        filter_operator: Any,
-        limit: Any,
-        retired_only: Any,
-        page: Any,
-        include_archived_projects: Any,
-        additional_filter_presets: Any,
-    ) -> tuple[str, list[str], dict[str, Any]]:
-        """Check and normalise a ``find`` call: its key digest, fields and filters."""
-        call = find_call(
-            entity_type,
-            filters,
-            fields,
-            order,
-            filter_operator,
-            limit,
-            retired_only,
-            page,
-            include_archived_projects,
-            additional_filter_presets,
-        )
-        return self._digest(call), call["fl"], call["f"]
+        return self._reads.find(args, self._policy(max_age))
 
     def find_one(
         self,
@@ -559,11 +447,6 @@ class Session:
         )
         return rows[0] if rows else None
 
-    def _digest(self, call: Any) -> str:
-        if self.cache_key_maker is None:
-            return call_digest(call)
-        return Keys.digest(self.cache_key_maker.key(call))
-
     def summarize(
         self,
         entity_type: str,
@@ -576,7 +459,7 @@ class Session:
         max_age: Optional[Seconds] = None,
     ) -> Optional[dict[str, Any]]:
         """``Shotgun.summarize``, cached like a query."""
-        call, deps = summarize_call(
+        args = (
             entity_type,
             filters,
             summary_fields,
@@ -584,42 +467,7 @@ class Session:
             grouping,
             include_archived_projects,
         )
-        kwargs: dict[str, Any] = {}
-        if filter_operator:
-            kwargs["filter_operator"] = filter_operator
-        if grouping:
-            kwargs["grouping"] = [dict(g) for g in grouping]
-        if not include_archived_projects:
-            kwargs["include_archived_projects"] = False
-        sent = outbound(filters)
-        fields = [dict(s) for s in summary_fields]
-
-        def ask() -> Any:
-            return self._requests("summarize", entity_type, sent, fields, **kwargs)
-
-        policy = self._policy(max_age)
-        local = None
-        if self._snapshots.answers(policy):
-            given = dict(
-                zip(
-                    SUMMARIZE_ARGS,
-                    (
-                        entity_type,
-                        filters,
-                        summary_fields,
-                        filter_operator,
-                        grouping,
-                        include_archived_projects,
-                    ),
-                )
-            )
-
-            def local(policy: Policy) -> Optional[tuple[Any]]:
-                return self._snapshots.summarize(policy, given)
-
-        answer = self._answers.value(
-            "v", entity_type, self._digest(call), deps, ask, policy, copy_value, local
-        )
+        answer = self._reads.summarize(args, self._policy(max_age))
         return cast(Optional[dict[str, Any]], answer)
 
     def text_search(
@@ -632,41 +480,21 @@ class Session:
         max_age: Optional[Seconds] = None,
     ) -> Any:
         """``Shotgun.text_search``, cached like a query over the types it searches."""
-        if not isinstance(text, str) or not isinstance(entity_types, Mapping) or not entity_types:
-            raise QueryError("text_search needs the text and a dict of entity types to filters")
-        groups = {str(t): normalise_filters(f or []) for t, f in entity_types.items()}
-        projects = sorted(int(p) for p in project_ids) if project_ids else None
-        call = {"m": "text_search", "q": text, "t": groups, "p": projects, "l": limit}
-        deps = {"Project", *groups}
-        for entity_type, group in groups.items():
-            deps.update(dependent_types(entity_type, (), group))
-        sent = {t: outbound(f or []) for t, f in entity_types.items()}
-
-        def ask() -> Any:
-            return self._requests("text_search", text, sent, projects, limit)
-
-        return self._answers.value(
-            "v",
-            "text_search",
-            self._digest(call),
-            sorted(deps),
-            ask,
-            self._policy(max_age),
-            copy_value,
-        )
+        policy = self._policy(max_age)
+        return self._reads.text_search(text, entity_types, project_ids, limit, policy)
 
     def schema_read(
         self, project_entity: Optional[Mapping[str, Any]] = None
     ) -> Optional[dict[str, dict[str, dict[str, Any]]]]:
         """``Shotgun.schema_read``, cached with :attr:`schema_max_age`."""
-        schema = self._schema_call("schema_read", (), project_entity)
+        schema = self._schema("schema_read", (), project_entity)
         return cast(Optional[dict[str, dict[str, dict[str, Any]]]], schema)
 
     def schema_entity_read(
         self, project_entity: Optional[Mapping[str, Any]] = None
     ) -> Optional[dict[str, dict[str, Any]]]:
         """``Shotgun.schema_entity_read``, cached with :attr:`schema_max_age`."""
-        schema = self._schema_call("schema_entity_read", (), project_entity)
+        schema = self._schema("schema_entity_read", (), project_entity)
         return cast(Optional[dict[str, dict[str, Any]]], schema)
 
     def schema_field_read(
@@ -677,35 +505,13 @@ class Session:
     ) -> Optional[dict[str, dict[str, Any]]]:
         """``Shotgun.schema_field_read``, cached with :attr:`schema_max_age`."""
         args = (entity_type, field_name)
-        schema = self._schema_call("schema_field_read", args, project_entity)
+        schema = self._schema("schema_field_read", args, project_entity)
         return cast(Optional[dict[str, dict[str, Any]]], schema)
 
-    def _schema_call(
-        self, method: str, args: tuple[Any, ...], project_entity: Optional[Mapping[str, Any]]
+    def _schema(
+        self, method: str, args: tuple[Any, ...], project: Optional[Mapping[str, Any]]
     ) -> Any:
-        project = None
-        if project_entity is not None:
-            project = {"type": project_entity["type"], "id": project_entity["id"]}
-        call = {"m": method, "a": list(args), "p": project}
-        call_args: list[Any] = list(args)
-        while call_args and call_args[-1] is None:
-            call_args.pop()
-
-        def ask() -> Any:
-            if project is not None:
-                return self._requests(method, *call_args, project_entity=project)
-            return self._requests(method, *call_args)
-
-        policy = self._policy(self.schema_max_age)
-        local = None
-        if self._snapshots.schema is not None:
-
-            def local(policy: Policy) -> Optional[tuple[Any]]:
-                return self._snapshots.schema_call(policy, method, args, project)
-
-        return self._answers.value(
-            "s", method, self._digest(call), [SCHEMA_TYPE], ask, policy, copy_value, local
-        )
+        return self._reads.schema(method, args, project, self._policy(self.schema_max_age))
 
     # -------------------------------------------------------------- fetching
     def populate_field(self, entity: Entity, name: str) -> Any:
