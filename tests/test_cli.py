@@ -79,7 +79,7 @@ def test_stats_text_breaks_down_by_namespace_kind_and_type(
     assert f"Namespace {populated['site']} | script=sgcache_tests;tz=local;l10n=0 (sgcl2)" in out
     assert f"  query Shot: 1 ({populated['shots']} rows)\n" in out
     assert f"  query Task: 1 ({populated['tasks']} rows)\n" in out
-    assert "generations:" in out
+    assert "shared by every identity" in out and "generations:" in out
     assert populated["api_key"] not in out
 
 
@@ -96,11 +96,14 @@ def test_stats_json_matches_the_cache(populated: Dict[str, Any]) -> None:
     (space,) = stats["namespaces"]
     assert space["site"] == populated["site"]
     assert space["identity"] == "script=sgcache_tests;tz=local;l10n=0"
-    assert space["entries"] == stats["entries"]
+    (shared,) = stats["sites"]  # epoch, clock and generations: the site's, every identity's
+    assert shared["site"] == populated["site"]
+    assert space["entries"] + shared["entries"] == stats["entries"]
+    assert 0 < shared["generations"] < shared["entries"]
     assert space["rows"]["Shot"] == populated["shots"]
     assert space["rows"]["Project"] == populated["projects"]
     assert space["records"]["query"] == {"Project": 1, "Shot": 1, "Task": 1}
-    assert space["records"]["bookkeeping"] == {"clock": 1, "epoch": 1}
+    assert "bookkeeping" not in space["records"]
     assert stats["other_entries"] == 0
 
 

@@ -177,3 +177,23 @@ def test_two_sessions_of_one_user_share_when_told_who_it_is(
     with Session(second, cache=file_maker(tmp_path / "c"), identity="user=cat") as two:
         two.find("Shot", [], ["code"])
         assert two.stats.request_count == 0
+
+
+def test_a_write_by_one_identity_moves_what_every_identity_cached(
+    shotgrid_server: ShotgridServer, shared: Any
+) -> None:
+    """Changes are facts about the site: one identity's write reaches another's answers."""
+    server = shotgrid_server
+    server.add_user("writer", "pw")
+    shot_id = server.client().find("Shot", [], [], order=[{"field_name": "id"}])[0]["id"]
+    reader = Session(server.client(), cache=shared)
+    writer = Session(server.client(login="writer", password="pw"), cache=shared)
+    assert reader.namespace.split("|")[2] != writer.namespace.split("|")[2]  # own data
+    filters = [["id", "is", shot_id]]
+    assert reader.find("Shot", filters, ["code"])[0]["code"] != "BY_ANOTHER_IDENTITY"
+    reader.get("Shot", shot_id)
+    writer.update("Shot", shot_id, {"code": "BY_ANOTHER_IDENTITY"})
+    assert reader.find("Shot", filters, ["code"])[0]["code"] == "BY_ANOTHER_IDENTITY"
+    assert reader.get("Shot", shot_id)["code"] == "BY_ANOTHER_IDENTITY"
+    reader.close()
+    writer.close()

@@ -355,6 +355,7 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
 
     keys = cache.keys()
     namespaces: Dict[str, Dict[str, Any]] = {}
+    sites: Dict[str, Dict[str, Any]] = {}
     other = 0
     for key in keys:
         match = _SESSION_KEY.match(key)
@@ -362,10 +363,20 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
             other += 1
             continue
         version, site, identity, rest = match.groups()
+        if identity == "~site":
+            # What every identity of the site shares: epoch, generations, event log.
+            shared = sites.setdefault(
+                f"{version}|{site}",
+                {"format": version, "site": unquote(site), "entries": 0, "generations": 0},
+            )
+            shared["entries"] += 1
+            if "|g|" in rest:
+                shared["generations"] += 1
+            continue
         base = f"{version}|{site}|{identity}"
         space = namespaces.get(base)
         if space is None:
-            epoch = _stored_value(cache, base + "|epoch")
+            epoch = _stored_value(cache, f"{version}|{site}|~site|epoch")
             space = namespaces[base] = {
                 "format": version,
                 "site": unquote(site),
@@ -417,6 +428,7 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
         "entries": len(keys),
         "bytes": _disk_bytes(cache.path),
         "namespaces": spaces,
+        "sites": [sites[name] for name in sorted(sites)],
         "other_entries": other,
     }
 
@@ -446,6 +458,12 @@ def _print_stats(stats: Dict[str, Any]) -> None:
             print(f"  (of which {space['old_epoch_entries']} under an old epoch, unreachable)")
         for warm in space["warm"]:
             _print_warm(warm)
+    for shared in stats["sites"]:
+        print("")
+        print(
+            f"Site {shared['site']} ({shared['format']}), shared by every identity: "
+            f"{shared['entries']} entries, generations: {shared['generations']}"
+        )
     if stats["other_entries"]:
         print("")
         print(f"Other entries (not written by a Session): {stats['other_entries']}")

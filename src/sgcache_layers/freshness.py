@@ -277,7 +277,7 @@ class Freshness:
             self.epoch = epoch
             self._known.clear()
             with _HIGH_LOCK:
-                self._high = _HIGHS.setdefault((self.keys.base, epoch), {})
+                self._high = _HIGHS.setdefault((self.keys.shared, epoch), {})
             self._era += 1
         if changed and self._on_epoch is not None:
             self._on_epoch(epoch)
@@ -294,7 +294,7 @@ class Freshness:
     # -- reading ---------------------------------------------------------------------
 
     def _gen_key(self, name: str) -> str:
-        return f"{self.keys.base}|{self.epoch}|g|{name}"
+        return self.keys.gen(self.epoch, name)
 
     def _change_token(self) -> Any:
         authorities = self.layout.authorities
@@ -354,7 +354,7 @@ class Freshness:
         """Whether the authority's *clock* is older than one this process or a shallower
         layer has seen (by more than a clock-skew margin): it lost writes."""
         stamp = token_time(clock)
-        base = self.keys.base
+        base = self.keys.shared
         with _HIGH_LOCK:
             high = _CLOCKS.get(base)
             if high is None or token_time(high) < stamp:

@@ -103,33 +103,45 @@ class Namespace:
 
     @property
     def base(self) -> str:
-        """``sgcl2|<site>|<identity and options>``: the prefix of every key."""
+        """``sgcl2|<site>|<identity and options>``: the prefix of every data key."""
         parts = ";".join(f"{name}={_escape(value)}" for name, value in self.identity + self.options)
         return f"{PREFIX}|{_escape(self.site)}|{parts}"
 
+    @property
+    def shared(self) -> str:
+        """``sgcl2|<site>|~site``: the prefix of what every identity of a site shares.
+
+        Changes are facts about the site, whoever looks: the epoch, the generations, the
+        event log position and the farm watcher's heartbeat live here, so one reader of the
+        event log keeps every identity's answers true.  (It cannot be an identity's base:
+        those always hold ``name=value`` pairs.)
+        """
+        return f"{PREFIX}|{_escape(self.site)}|~site"
+
 
 class Keys:
-    """The keys of one namespace: bookkeeping, generations and data under an epoch."""
+    """The keys of one namespace: the site's shared bookkeeping (epoch, generations, event
+    log position, watcher heartbeat) under *shared*, and data under *base*."""
 
-    __slots__ = ("base", "epoch", "sync", "clock", "watch", "stats", "_gen")
+    __slots__ = ("base", "shared", "epoch", "sync", "clock", "watch", "stats")
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, shared: Optional[str] = None) -> None:
         self.base = base
-        #: The namespace epoch (replaced by a flush).
-        self.epoch = base + "|epoch"
+        self.shared = shared = base if shared is None else shared
+        #: The epoch (replaced by a flush).
+        self.epoch = shared + "|epoch"
         #: Where the event log was last read (``sync()``).
-        self.sync = base + "|sync"
+        self.sync = shared + "|sync"
         #: Replaced with every generation move, so one read tells whether any moved.
-        self.clock = base + "|clock"
+        self.clock = shared + "|clock"
         #: The farm watcher's heartbeat.
-        self.watch = base + "|watch"
-        #: Farm-wide counters.
+        self.watch = shared + "|watch"
+        #: Farm-wide counters of this identity's sessions.
         self.stats = base + "|stats"
-        self._gen = base + "|g|"
 
-    def gen(self, name: str) -> str:
+    def gen(self, epoch: str, name: str) -> str:
         """The key of generation *name* (an entity type, or a type's bucket ``Shot#17``)."""
-        return self._gen + name
+        return f"{self.shared}|{epoch}|g|{name}"
 
     def data(self, epoch: str, kind: str, entity_type: str, rest: Union[str, int]) -> str:
         """A data key: ``<base>|<epoch>|<kind>|<type or method>|<id or digest>``."""

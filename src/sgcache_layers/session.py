@@ -160,7 +160,8 @@ class Session:
         self._tz = client_zone(shotgun)
 
         self.cache = LayeredCache([MemoryCache()] + open_layers(setting("cache", cache), self))
-        self._keys = Keys(Namespace(self.site, parts, options_of(shotgun)).base)
+        namespace = Namespace(self.site, parts, options_of(shotgun))
+        self._keys = Keys(namespace.base, namespace.shared)
         self._layout = Layout(self.cache)
         self._identity = IdentityMap(self, self._still_current)
         self._codec = SessionCodec(self._identity, self._tz)
