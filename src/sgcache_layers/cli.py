@@ -1,4 +1,5 @@
-"""The ``sgcache-layers`` command: ``demo``, ``serve``, ``stats``, ``clear``, ``warm``, ``schema``.
+"""The ``sgcache-layers`` command: ``demo``, ``serve``, ``stats``, ``clear``, ``warm``, ``schema``,
+``watch``.
 
 Each subcommand is a subparser whose handler is a ``_cmd_<name>(args) -> int`` function in
 this file.  Bad arguments give a one-line error and exit status 2, never a traceback.
@@ -768,6 +769,116 @@ def _add_schema(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     export.set_defaults(handler=_cmd_schema)
 
 
+# ----------------------------------------------------------------------------------- watch
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    """Follow the site's event log for every session sharing a Redis, with a heartbeat.
+
+    Log lines (never a credential) go to stderr: what the watcher reads in the loop, only
+    warnings and errors with ``--once`` (so cron mails only trouble).
+    """
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("sgcache_layers")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if args.once else logging.INFO)
+    try:
+        return _watch(args)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from .config import SessionConfigError
+    from .watcher import Watcher, window_of
+
+    try:
+        watcher = Watcher(args.redis, interval=args.interval)
+    except SessionConfigError as exc:
+        return _fail(str(exc))
+    try:
+        if args.once:
+            try:
+                count = watcher.sync_once()
+            except Exception as exc:  # ShotGrid or Redis failed; the heartbeat says so
+                return _fail(f"syncing failed: {watcher.describe(exc)}", status=1)
+            print(
+                f"Read {count} events from {watcher.site}; the event log is at "
+                f"{watcher.position}; heartbeat in {watcher.label}, trusted for "
+                f"{window_of({'interval': watcher.interval}) or 0:g} s."
+            )
+            return 0
+        signals = (signal.SIGTERM, signal.SIGINT)
+        caught: List[int] = []
+
+        def on_signal(signum: int, frame: Optional[FrameType]) -> None:
+            if caught:  # a second signal: stop now, without waiting for the sync
+                raise KeyboardInterrupt
+            caught.append(signum)
+            watcher.stop()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            print(
+                f"Watching the event log of {watcher.site} every {watcher.interval:g} s; "
+                f"heartbeat in {watcher.label} (host {watcher.host}, pid {watcher.pid}).  "
+                "Stop with Ctrl-C or SIGTERM.",
+                flush=True,
+            )
+            watcher.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print(
+            f"Stopped after {watcher.syncs} syncs ({watcher.events} events read, "
+            f"{watcher.failures} failed).",
+            flush=True,
+        )
+        return 0
+    finally:
+        watcher.close()
+
+
+def _add_watch(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+    from .watcher import DEFAULT_INTERVAL
+
+    parser = subparsers.add_parser(
+        "watch",
+        help="read the event log once for the whole farm, keeping a heartbeat in Redis",
+        description="Follow the site's EventLogEntry rows and move the generations they "
+        "touch in the Redis the sessions share, with sync()'s gap and backlog handling, and "
+        "keep a heartbeat there: while it is fresh, sessions over that Redis make no "
+        "event-log request of their own.  The site comes from SG_URL, SG_SCRIPT and "
+        "SG_API_KEY (or Toolkit's variables).  Runs until SIGTERM or Ctrl-C.",
+    )
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        required=True,
+        help="the Redis the sessions share, as their cache spec names it (with the same "
+        "?namespace=)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="sync once and exit (for cron: give --interval the cron period)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=DEFAULT_INTERVAL,
+        metavar="SECONDS",
+        help=f"seconds between syncs; the heartbeat is trusted for two of them, and at least "
+        f"one plus 5 s (default: {DEFAULT_INTERVAL:g})",
+    )
+    parser.set_defaults(handler=_cmd_watch)
+
+
 # ---------------------------------------------------------------------------------- wiring
 
 SUBCOMMANDS: Dict[str, Callable[[argparse._SubParsersAction[_Parser]], None]] = {
@@ -777,6 +888,7 @@ SUBCOMMANDS: Dict[str, Callable[[argparse._SubParsersAction[_Parser]], None]] = 
     "clear": _add_clear,
     "warm": _add_warm,
     "schema": _add_schema,
+    "watch": _add_watch,
 }
 
 

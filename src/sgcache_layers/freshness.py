@@ -20,7 +20,9 @@ data key; a flush replaces it, which orphans every record and every generation a
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import secrets
 import threading
 import time
@@ -31,7 +33,16 @@ from .cache import Cache, LayeredCache, MemoryCache, ProxyCache, SerialisedCache
 from .events import EVENT_FIELDS, changes_from_events, missing_ids
 from .records import Keys, bucket_name
 
-__all__ = ["EventLog", "Freshness", "Layout", "TokenClock", "is_pending", "token_time"]
+__all__ = [
+    "EventLog",
+    "Freshness",
+    "Layout",
+    "TokenClock",
+    "heartbeat_live",
+    "heartbeat_window",
+    "is_pending",
+    "token_time",
+]
 
 log = logging.getLogger("sgcache_layers.freshness")
 
@@ -41,6 +52,10 @@ PENDING_SECONDS = 60.0
 _MAX_HOLES = 1000
 #: A clock this much older than one already seen means a layer went back in time.
 _REGRESSION_NS = 60_000_000_000
+#: Seconds the first sync of a namespace waits for another process's restart to finish
+#: before taking it over (its holder may have died between its claim and its flush).
+RESTART_LEASE = 10.0
+_RESTART_POLL = 0.05
 
 # Per namespace, the newest clock this process has seen (shared by its sessions), and the
 # newest token of each generation, so a new session in this process still knows.
@@ -565,6 +580,53 @@ def entity_generations(entity_type: str, entity_id: int) -> list[str]:
 Request = Callable[..., Any]
 
 
+def heartbeat_window(interval: float) -> float:
+    """Seconds a watcher's heartbeat is trusted, given the *interval* it syncs at.
+
+    Two intervals, and never less than one interval plus five seconds: room for a slow
+    event-log request and a little clock skew between the watcher's host and the others.
+    """
+    return max(2.0 * interval, interval + 5.0)
+
+
+def _number(value: Any) -> Optional[float]:
+    """*value* as a float when it is a finite int or float (not a bool), else ``None``."""
+    if value.__class__ in (int, float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def heartbeat_live(beat: Any, now: Optional[float] = None) -> bool:
+    """Whether *beat* (the value under ``keys.watch``) is a live watcher's heartbeat.
+
+    Live: its last successful sync (``time``) is within :func:`heartbeat_window` of its
+    ``interval`` from *now* (either way, so a watcher whose clock runs a little ahead is
+    still trusted), and the watcher did not say it ``stopped``.  Anything else (absent,
+    malformed, old, stopped) is not live, so sessions read the event log themselves.
+    """
+    if beat.__class__ is not dict or beat.get("stopped"):
+        return False
+    synced, interval = _number(beat.get("time")), _number(beat.get("interval"))
+    if synced is None or interval is None or interval <= 0:
+        return False
+    moment = _time() if now is None else now
+    return abs(moment - synced) <= heartbeat_window(interval)
+
+
+def _position(value: Any) -> Optional[dict[str, Any]]:
+    """*value* if it is an event-log position (``{"last": id, "holes": ...}``)."""
+    if isinstance(value, dict) and isinstance(value.get("last"), int):
+        return value
+    return None
+
+
+def _claim_time(value: Any) -> Optional[float]:
+    """When a first-sync claim (``{"restart": token, "t": time}``) was made, else ``None``."""
+    if not isinstance(value, dict) or not isinstance(value.get("restart"), str):
+        return None
+    return _number(value.get("t"))
+
+
 class EventLog:
     """Follows ShotGrid's ``EventLogEntry`` rows and moves what they changed.
 
@@ -572,6 +634,9 @@ class EventLog:
     seconds in case their transaction commits late) is kept in the shared layers, so every
     process of a namespace continues from it.  The first read in a namespace, a gap in event
     ids, or more than *limit* events at once flushes the namespace instead of guessing.
+
+    While a farm watcher (:mod:`sgcache_layers.watcher`) keeps a live heartbeat in the
+    authority, :meth:`sync` leaves the reading to it.
     """
 
     def __init__(
@@ -588,17 +653,43 @@ class EventLog:
         self.limit = limit
         self.backlog = backlog
         self.on_flush = on_flush
+        #: The last event id this object read or saved (``None`` before its first sync).
+        self.position: Optional[int] = None
+        #: Syncs left to a live watcher (no request made).
+        self.watched = 0
+        self._claim: Optional[str] = None
 
-    def _state(self) -> Optional[dict[str, Any]]:
+    def _bookkeeping(self) -> tuple[Any, Any]:
+        """The stored position and heartbeat, in one read of the authority.
+
+        The heartbeat counts only from the deepest layer (where a watcher writes it); when
+        that layer fails, the position comes from the next one and no watcher is trusted.
+        """
         keys = self.freshness.keys
-        found = _read_many(self.freshness.layout.authorities, [keys.sync]).get(keys.sync)
-        if isinstance(found, dict) and isinstance(found.get("last"), int):
-            return found
-        return None
+        for index, layer in enumerate(self.freshness.layout.authorities):
+            try:
+                found = layer.get_many([keys.sync, keys.watch])
+            except Exception as error:  # a broken layer: ask the next one
+                log.warning(
+                    "cache layer %s failed, trying the next: %s", type(layer).__name__, error
+                )
+                continue
+            return found.get(keys.sync), found.get(keys.watch) if index == 0 else None
+        return None, None
+
+    def heartbeat(self) -> Optional[dict[str, Any]]:
+        """The watcher heartbeat stored in the authority (``None`` if there is none)."""
+        beat = self._bookkeeping()[1]
+        return beat if isinstance(beat, dict) else None
+
+    def _read_position(self) -> Any:
+        keys = self.freshness.keys
+        return _read_many(self.freshness.layout.authorities, [keys.sync]).get(keys.sync)
 
     def _save(self, last: int, holes: Mapping[int, float]) -> None:
         state = {"last": last, "holes": {str(i): t for i, t in holes.items()}}
         _write_many(self.freshness.layout.writable, {self.freshness.keys.sync: state})
+        self.position = last
 
     def flush(self) -> None:
         """Start a new epoch and tell the owner (which drops what it built)."""
@@ -618,11 +709,71 @@ class EventLog:
         self.flush()
         self._save(int(latest["id"]) if latest else 0, holes)
 
-    def sync(self) -> int:
-        """Read new events and move the generations they touch; returns how many were read."""
-        state = self._state()
+    def _claim_restart(self, found: Any) -> bool:
+        """Whether this process makes the namespace's first restart (flush); only one does.
+
+        Processes that start together all find no position.  The first to *add* a claim
+        under the position key restarts; the others wait (up to :data:`RESTART_LEASE`) for
+        its position to appear and then return without a flush of their own, since each
+        flush would orphan what the others had just stored.  A claim older than the lease
+        (its holder died) is taken over, and so is any value that is no claim.
+        """
+        layout, keys = self.freshness.layout, self.freshness.keys
+        self._claim = token = self.freshness.tokens.new()
+        mine = {"restart": token, "t": _time()}
+        deadline = time.monotonic() + RESTART_LEASE
+        while True:
+            if found is None:
+                if _add_first(layout.authorities, keys.sync, mine):
+                    return True
+                found = self._read_position()
+                if found is None:
+                    return True  # no layer takes a claim: restart as a lone process would
+                continue
+            theirs = _position(found)
+            if theirs is not None:
+                self.position = theirs["last"]
+                return False  # another process restarted meanwhile
+            claimed = _claim_time(found)
+            if (
+                claimed is None
+                or abs(_time() - claimed) > RESTART_LEASE
+                or time.monotonic() >= deadline
+            ):
+                _write_many(layout.writable, {keys.sync: mine})
+                return True
+            time.sleep(_RESTART_POLL)
+            found = self._read_position()
+
+    def _release_claim(self) -> None:
+        """Remove this process's first-sync claim (its restart failed), if still there."""
+        keys = self.freshness.keys
+        found = self._read_position()
+        if not isinstance(found, dict) or found.get("restart") != self._claim:
+            return
+        for layer in self.freshness.layout.shared or self.freshness.layout.authorities:
+            with contextlib.suppress(Exception):  # absent there, or a broken layer
+                layer.remove(keys.sync)
+
+    def sync(self, force: bool = False) -> int:
+        """Read new events and move the generations they touch; returns how many were read.
+
+        When a farm watcher's heartbeat in the authority is live (:func:`heartbeat_live`),
+        nothing is read and 0 is returned: the watcher reads the event log for every
+        process.  *force* reads anyway (the watcher itself never trusts a heartbeat).
+        """
+        found, beat = self._bookkeeping()
+        if not force and heartbeat_live(beat):
+            self.watched += 1
+            return 0
+        state = _position(found)
         if state is None:
-            self._restart({})
+            if self._claim_restart(found):
+                try:
+                    self._restart({})
+                except BaseException:
+                    self._release_claim()  # the next sync (of anyone) tries again at once
+                    raise
             return 0
         last: int = state["last"]
         now = _time()
