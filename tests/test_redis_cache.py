@@ -358,3 +358,21 @@ def test_redis_server_fixture_helper() -> None:
     import os
 
     assert not os.path.exists(directory)
+
+
+def test_set_many_expiring_sets_an_expiry(cache: RedisCache, raw: Any, redis_url: str) -> None:
+    cache.set_many_expiring({"short": "1", "also": "2"}, 30.0)
+    cache.set_many({"forever": "3"})
+    assert 0 < raw.pttl(b"test:short") <= 30_000
+    assert raw.pttl(b"test:forever") == -1  # no expiry
+    # The cache's own ttl caps it; through a SerialisedCache and a LayeredCache alike.
+    capped = RedisCache(redis_url, namespace="capped", ttl=5.0)
+    LayeredCache([MemoryCache(), capped]).set_many_expiring({"k": "v"}, 3600.0)
+    assert 0 < raw.pttl(b"capped:k") <= 5_000
+    capped.set_many_expiring({"gone": "soon"}, 0.05)
+    time.sleep(0.2)
+    with pytest.raises(KeyError):
+        capped.get("gone")
+    with pytest.raises(ValueError, match="positive"):
+        cache.set_many_expiring({"x": "1"}, 0)
+    capped.close()

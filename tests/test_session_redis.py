@@ -138,3 +138,38 @@ def test_one_serialiser_around_disk_and_redis(
     assert again[0]["code"] == "SEEN_ACROSS_HOSTS"
     fresh_b = host("b")  # a new process on host B, same disk
     assert fresh_b.find("Shot", [], ["code"])[0]["code"] == "SEEN_ACROSS_HOSTS"
+
+
+def test_records_expire_after_the_longest_age_a_read_accepts(
+    shotgrid_server: Any, redis_url: str
+) -> None:
+    """Data records carry an expiry; bookkeeping never expires (a volatile eviction policy
+    can only drop what no reader could use, or cost misses)."""
+    redis = pytest.importorskip("redis")
+    raw = redis.Redis.from_url(redis_url)
+    with Session(
+        shotgrid_server.client(),
+        cache=redis_maker(redis_url, "ttl"),
+        max_age=120,
+        schema_max_age=60,
+        stale_if_error=900,
+    ) as session:
+        session.find("Shot", [], ["code"])
+        session.get("Shot", 1)
+        session.drain()  # written with the expiry of the settings at the time
+        session.max_age = 1800
+        session.find("Asset", [], ["code"])
+        session.drain()
+        by_kind: dict[str, list[int]] = {}
+        for name in raw.scan_iter(match=b"ttl:*"):
+            text = name.decode()
+            kind = "query" if "|q|Shot|" in text else None
+            kind = kind or ("later" if "|q|Asset|" in text else None)
+            kind = kind or ("entity" if "|e|Shot|" in text else None)
+            kind = kind or ("bookkeeping" if text.endswith(("|epoch", "|clock")) else None)
+            if kind:
+                by_kind.setdefault(kind, []).append(raw.pttl(name))
+    assert all(880_000 < t <= 900_000 for t in by_kind["query"] + by_kind["entity"])
+    assert all(1_780_000 < t <= 1_800_000 for t in by_kind["later"])  # max_age moved it
+    assert by_kind["bookkeeping"] and all(t == -1 for t in by_kind["bookkeeping"])
+    raw.close()

@@ -26,8 +26,9 @@ from . import records
 from .cache import Cache
 from .entity import Entity
 from .fetching import Requests, SingleFlight, WriteBehind, is_unavailable
-from .freshness import Freshness, Layout, token_time
+from .freshness import Freshness, Layout, is_introduced, token_time
 from .identity import UNCONFIRMED, IdentityMap, container_fields
+from .leases import FillLeases
 from .query import deep_types
 from .records import FORMAT_VERSION, Keys, bucket_name
 
@@ -38,8 +39,9 @@ log = logging.getLogger("sgcache_layers.session")
 _time = time.time
 #: How far another host's clock may run behind ours when tokens are compared with a time.
 _SKEW_NS = 5_000_000_000
-_Before = tuple[int, Mapping[str, str]]
-_NOTHING_BEFORE: _Before = (0, {})
+# What was known before a request: when it was sent, the tokens read, the clock then.
+_Before = tuple[int, Mapping[str, str], Optional[str]]
+_NOTHING_BEFORE: _Before = (0, {}, None)
 #: A generation name no token ever matches: the answer may not be used again.
 MOVED = _MOVED = "~moved"
 #: Ids asked for in one ``find`` by id (ShotGrid pages the answer; pages are one request).
@@ -159,6 +161,11 @@ class Answers:
         self.stats = stats
         self.tz = tz
         self.flights = SingleFlight()
+        # Leases live in the deepest shared layer; with memory alone there is no one to
+        # share a fill with.
+        self.leases = FillLeases(
+            lambda: layout.authorities if layout.store is not None else [], writer
+        )
         self._keep_richer = self._richer  # one object: the writer batches by it
         self._keys_memo: dict[str, tuple[str, str]] = {}
 
@@ -292,7 +299,7 @@ class Answers:
         asked = time.time_ns()
         names = list(dict.fromkeys(deps + self.freshness.seen_types()))
         tokens = self.freshness.current(names)
-        return {name: tokens[name] for name in deps}, (asked, tokens)
+        return {name: tokens[name] for name in deps}, (asked, tokens, self.freshness.clock_seen)
 
     def _complete(self, gens: dict[str, str], before: _Before, extra: Iterable[str]) -> None:
         """Add generations an answer turned out to depend on (the types its rows link to).
@@ -300,21 +307,27 @@ class Answers:
         They are read after the request.  A token that differs from the one read before
         the request, or (for a type not met before) one made after the request was sent,
         less a margin for other hosts' clocks, means that type moved meanwhile: the answer
-        is marked never to be used again.
+        is marked never to be used again.  Except a first token another process introduced
+        meanwhile while no generation at all moved (the clock is the one read before): no
+        change can have come between, and a farm whose processes start together keeps
+        its answers.
         """
         extra = [name for name in extra if name not in gens]
         if not extra:
             return
-        asked, known = before
+        asked, known, clock = before
         created: set[str] = set()
         tokens = self.freshness.current(extra, created=created)
         gens.update(tokens)
         limit = asked - _SKEW_NS
+        quiet = clock is not None and self.freshness.clock_seen == clock
         for name, token in tokens.items():
             if name in known:
                 moved = known[name] != token
+            elif name in created or token_time(token) <= limit:
+                moved = False
             else:
-                moved = name not in created and token_time(token) > limit
+                moved = not (quiet and is_introduced(token))
             if moved:
                 gens[_MOVED] = "~"
                 return
@@ -391,8 +404,20 @@ class Answers:
         def fill() -> Answer:
             return self._ask_find(key, entity_type, wanted, ask, policy)
 
+        def check() -> Optional[Answer]:
+            # Another process's fill, once its record is there.
+            entities = self._cached_find(key, entity_type, policy)
+            if entities is None:
+                return None
+            return self._memory_get(key) or Answer(_time(), {}, entities)
+
+        def leased() -> Answer:
+            return self.leases.run(key, fill, check)
+
         try:
-            answer = self.flights.run(key, fill) if policy.writes else fill()
+            answer = (
+                self.flights.run(key, leased if policy.reads else fill) if policy.writes else fill()
+            )
         except Exception as error:
             stale = self._stale(
                 error, policy, lambda limit: self._cached_find(key, entity_type, limit)
@@ -526,8 +551,17 @@ class Answers:
                 self.put({key: record})
             return answer
 
+        def check() -> Optional[Answer]:
+            found = self._cached_value(key, policy)
+            return None if found is None else Answer(_time(), {}, value=found[0])
+
+        def leased() -> Answer:
+            return self.leases.run(key, fill, check)
+
         try:
-            answer = self.flights.run(key, fill) if policy.writes else fill()
+            answer = (
+                self.flights.run(key, leased if policy.reads else fill) if policy.writes else fill()
+            )
         except Exception as error:
             stale = self._stale(error, policy, lambda limit: self._cached_value(key, limit))
             if stale is None:

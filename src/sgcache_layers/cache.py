@@ -148,6 +148,16 @@ class Cache(abc.ABC):
         for key, value in mapping.items():
             self.set(key, value)
 
+    def set_many_expiring(self, mapping: Mapping[str, Any], seconds: Optional[float]) -> None:
+        """Store every item of *mapping*, each for about *seconds* where the backend can
+        expire keys (``None``: for good).
+
+        An expiry is a hint that lets a shared store with a memory limit drop what no reader
+        could use any more; the default, for backends that cannot expire keys, is
+        :meth:`set_many`.
+        """
+        self.set_many(mapping)
+
     def add(self, key: str, value: Any) -> bool:
         """Store *value* only if *key* holds nothing; return whether it was stored.
 
@@ -186,6 +196,7 @@ _PER_KEY_ROUTES = (
     ("get_many", "get"),
     ("values", "get"),
     ("set_many", "set"),
+    ("set_many_expiring", "set"),
     ("add", "set"),
     ("clear", "remove"),
 )
@@ -258,6 +269,10 @@ class ProxyCache(Cache):
     def set_many(self, mapping: Mapping[str, Any]) -> None:
         """Store *mapping* in the proxied cache."""
         self.proxied.set_many(mapping)
+
+    def set_many_expiring(self, mapping: Mapping[str, Any], seconds: Optional[float]) -> None:
+        """Store *mapping* in the proxied cache, expiring there if it can."""
+        self.proxied.set_many_expiring(mapping, seconds)
 
     def add(self, key: str, value: Any) -> bool:
         """Add to the proxied cache."""
@@ -345,6 +360,13 @@ class SerialisedCache(ProxyCache):
             self.proxied.set_many(mapping)
         else:
             self.proxied.set_many({key: encode(value) for key, value in mapping.items()})
+
+    def set_many_expiring(self, mapping: Mapping[str, Any], seconds: Optional[float]) -> None:
+        """Encode every value of *mapping* and store them together, expiring if it can."""
+        encode = self.encode
+        if encode is not None:
+            mapping = {key: encode(value) for key, value in mapping.items()}
+        self.proxied.set_many_expiring(mapping, seconds)
 
     def add(self, key: str, value: Any) -> bool:
         """Encode *value* and add it to the proxied cache."""
@@ -640,6 +662,19 @@ class LayeredCache(Cache):
         for index, cache in enumerate(self._caches):
             try:
                 cache.set_many(mapping)
+            except TypeError:
+                raise
+            except Exception as exc:
+                self._failed(index, "set_many", exc)
+
+    def set_many_expiring(self, mapping: Mapping[str, Any], seconds: Optional[float]) -> None:
+        """Store every item of *mapping* in every layer, expiring where a layer can."""
+        for key in mapping:
+            if not isinstance(key, str):
+                raise key_type_error(key)
+        for index, cache in enumerate(self._caches):
+            try:
+                cache.set_many_expiring(mapping, seconds)
             except TypeError:
                 raise
             except Exception as exc:

@@ -45,6 +45,7 @@ __all__ = [
     "MODES",
     "Settings",
     "open_layers",
+    "record_ttl",
     "DEFAULTS",
     "FROM_ENVIRONMENT",
     "SETTING_VARIABLES",
@@ -692,6 +693,24 @@ def open_layers(cache: Any, session: Any) -> list[Cache]:
             f"cache must be a Cache or a callable returning one, not {type(extra).__name__}"
         )
     return [extra]
+
+
+#: How long records are kept for ``stale_if_error=True`` (stale answers of any age): a
+#: week, so that a shared store with a memory limit can drop what is older.
+KEEP_STALE_SECONDS = 7 * 24 * 3600.0
+
+
+def record_ttl(
+    max_age: float, schema_max_age: float, stale_if_error: Union[bool, float]
+) -> float:
+    """Seconds a stored record may still be of use: the longest age any read of the
+    session would accept it at (``max_age``, ``schema_max_age``, or a stale fallback's)."""
+    longest = max(max_age, schema_max_age)
+    if stale_if_error is True:
+        longest = max(longest, KEEP_STALE_SECONDS)
+    elif stale_if_error:
+        longest = max(longest, float(stale_if_error))
+    return max(longest, 1.0)
 
 
 @dataclass(frozen=True)

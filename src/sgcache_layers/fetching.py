@@ -15,6 +15,7 @@ answers without making the caller wait.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import logging
 import math
@@ -24,7 +25,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
@@ -220,6 +221,9 @@ def find_rows(
     def plain() -> list[dict[str, Any]]:
         return list(client.find(entity_type, filters, plain_fields, **kwargs))
 
+    prepared = getattr(client, "ensure_prepared", None)
+    if prepared is not None:
+        prepared()  # the site's capabilities, before the page size asks for them
     if page or not _can_page(client):
         return plain()
     proto = _prototype(client)
@@ -295,8 +299,10 @@ class WriteBehind:
     at interpreter exit for every writer still alive.
     """
 
-    def __init__(self, name: str = "sgcache-layers-writer") -> None:
+    def __init__(self, name: str = "sgcache-layers-writer", ttl: Optional[float] = None) -> None:
         self.name = name
+        #: Seconds the records written may be kept, where a layer can expire keys.
+        self.ttl = ttl
         self._queue: queue.Queue[Optional[_Item]] = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -311,7 +317,7 @@ class WriteBehind:
             return
         mapping = dict(mapping)
         if self._closed:
-            _write(target, mapping, merge)
+            _write(target, mapping, merge, self.ttl)
             return
         with self._lock:
             waiting = self._pending.setdefault(id(target), {})
@@ -319,6 +325,18 @@ class WriteBehind:
                 waiting[key] = (value, merge)
         self._start()
         self._queue.put((target, mapping, merge))
+
+    def remove(self, target: Cache, keys: Iterable[str]) -> None:
+        """Queue the removal of *keys* from *target*, after everything queued before it
+        (a fill lease goes once the record it guarded is written)."""
+        mapping = dict.fromkeys(keys)
+        if not mapping:
+            return
+        if self._closed:
+            _write(target, mapping, _REMOVE)
+            return
+        self._start()
+        self._queue.put((target, mapping, _REMOVE))
 
     def pending(self, target: Cache, key: str) -> Optional[tuple[Any, Optional[Merge]]]:
         """``(value, merge)`` queued for *key* in *target* and not yet written, or ``None``."""
@@ -383,11 +401,14 @@ class WriteBehind:
                     batches[(id(target), id(merge))] = (target, dict(mapping), merge)
                 else:
                     seen[1].update(mapping)
-            for target, mapping, merge in batches.values():
+            # Writes first, then removals (of leases guarding what was just written).
+            ordered = sorted(batches.values(), key=lambda item: item[2] is _REMOVE)
+            for target, mapping, merge in ordered:
                 targets[id(target)] = target
-                _write(target, mapping, merge)
-            for target, mapping, _ in items:
-                self._written(target, mapping)
+                _write(target, mapping, merge, self.ttl)
+            for target, mapping, merge in items:
+                if merge is not _REMOVE:
+                    self._written(target, mapping)
             for _ in items:
                 self._queue.task_done()
             if stop:
@@ -420,8 +441,9 @@ class WriteBehind:
             except queue.Empty:
                 return
             if item is not None:
-                _write(*item)
-                self._written(item[0], item[1])
+                _write(*item, self.ttl)
+                if item[2] is not _REMOVE:
+                    self._written(item[0], item[1])
             self._queue.task_done()
 
     def close(self) -> None:
@@ -441,12 +463,33 @@ class WriteBehind:
         self._pending = {}
 
 
-def _write(target: Cache, mapping: dict[str, Any], merge: Optional[Merge] = None) -> None:
+def _remove(old: Any, stored: Any) -> Any:  # pragma: no cover - a marker, never called
+    raise AssertionError("a removal is not a merge")
+
+
+#: The *merge* of a queued removal.
+_REMOVE: Merge = _remove
+
+
+def _write(
+    target: Cache,
+    mapping: dict[str, Any],
+    merge: Optional[Merge] = None,
+    ttl: Optional[float] = None,
+) -> None:
     try:
+        if merge is _REMOVE:
+            for key in mapping:
+                with contextlib.suppress(KeyError):
+                    target.remove(key)
+            return
         if merge is not None:
             stored = target.get_many(list(mapping))
             mapping = {key: merge(value, stored.get(key)) for key, value in mapping.items()}
-        target.set_many(mapping)
+        if ttl is None:
+            target.set_many(mapping)
+        else:
+            target.set_many_expiring(mapping, ttl)
     except Exception as error:  # a broken layer must not break the tool
         log.warning(
             "writing %d cached records failed: %s: %s", len(mapping), type(error).__name__, error

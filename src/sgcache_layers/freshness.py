@@ -40,6 +40,7 @@ __all__ = [
     "TokenClock",
     "heartbeat_live",
     "heartbeat_window",
+    "is_introduced",
     "is_pending",
     "token_time",
 ]
@@ -50,6 +51,8 @@ log = logging.getLogger("sgcache_layers.freshness")
 PENDING_SECONDS = 60.0
 # Gaps wider than this are not tracked id by id (the flush already covers them).
 _MAX_HOLES = 1000
+# The mark of a first token, made where a generation was absent rather than by a move.
+_INTRODUCED = "i"
 #: A clock this much older than one already seen means a layer went back in time.
 _REGRESSION_NS = 60_000_000_000
 #: Seconds the first sync of a namespace waits for another process's restart to finish
@@ -80,6 +83,12 @@ def token_time(token: str) -> int:
 def is_pending(token: str) -> bool:
     """Whether *token* marks a write whose upkeep has not finished."""
     return "~" in token
+
+
+def is_introduced(token: str) -> bool:
+    """Whether *token* is a generation's first token (no change made it, see
+    :meth:`Freshness._introduce`)."""
+    return token.endswith(_INTRODUCED)
 
 
 def _pending_deadline(token: str) -> float:
@@ -474,7 +483,7 @@ class Freshness:
         tokens: dict[str, str] = {}
         for name in names:
             key = self._gen_key(name)
-            token = self.tokens.new()
+            token = self.tokens.new() + _INTRODUCED
             if not self._add(key, token):
                 # Another process introduced it first (or no layer took it): use theirs.
                 theirs = _read_many(self.layout.authorities, [key]).get(key)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 __all__ = ["ShotgunPool", "safe_url"]
+
+log = logging.getLogger("sgcache_layers.pool")
 
 
 class ShotgunPool:
@@ -27,6 +30,35 @@ class ShotgunPool:
         self._idle: list[Any] = [prototype]
         self._lock = threading.Lock()
         self._max_idle = max_idle
+        #: Called once, before the first call: e.g. to give the instances what they would
+        #: otherwise each ask the site for (its capabilities, from a cache).
+        self.prepare: Optional[Callable[[], None]] = None
+        self._prepared = False
+        self._preparing = threading.RLock()
+        self._in_prepare = False
+
+    def ensure_prepared(self) -> None:
+        """Run :attr:`prepare` if it has not run (once, whichever thread gets here first)."""
+        if self._prepared or self.prepare is None:
+            return
+        with self._preparing:  # other threads wait; the preparing thread's own calls pass
+            if self._prepared or self._in_prepare or self.prepare is None:
+                return
+            self._in_prepare = True
+            try:
+                self.prepare()
+            except Exception as error:  # only a saving: the instances ask for themselves
+                log.debug("preparing the ShotGrid clients failed: %s", error)
+            finally:
+                self._in_prepare = False
+                self._prepared = True
+
+    def share(self, name: str, value: Any) -> None:
+        """Set attribute *name* on the prototype and every idle instance (clones made
+        later copy it from the prototype)."""
+        with self._lock:
+            for instance in self._idle + [self._prototype]:
+                setattr(instance, name, value)
 
     @property
     def prototype(self) -> Any:
@@ -39,6 +71,8 @@ class ShotgunPool:
         return self._prototype.config
 
     def _acquire(self) -> Any:
+        if not self._prepared and self.prepare is not None:
+            self.ensure_prepared()
         with self._lock:
             if self._idle:
                 return self._idle.pop()

@@ -160,6 +160,34 @@ class Reads:
             "v", "text_search", self.digest(call), sorted(deps), ask, policy, copy_value
         )
 
+    def server_caps(self) -> None:
+        """Give the client the site's capabilities (``info()``) from the cache.
+
+        ``shotgun_api3`` asks the site for them before its first call in every process
+        (and in every pooled copy that was made before): on a farm, one round trip per
+        process.  They are cached like the schema, for :attr:`schema_max_age`; a client
+        that already has them (made with ``connect=True``) leaves them for the others.
+        """
+        session = self.session
+        pool = session.shotgun
+        prototype = getattr(pool, "prototype", None)
+        if prototype is None:
+            return
+        from shotgun_api3.shotgun import ServerCapabilities
+
+        caps = getattr(prototype, "_server_caps", None)
+        known = getattr(caps, "server_info", None)
+        requests = session._requests
+
+        def ask() -> Any:
+            return dict(known) if isinstance(known, dict) else requests("info")
+
+        policy = session._policy(session.schema_max_age)
+        digest = self.digest({"m": "info"})
+        info = session._answers.value("s", "info", digest, [SCHEMA_TYPE], ask, policy, copy_value)
+        if caps is None and isinstance(info, dict):
+            pool.share("_server_caps", ServerCapabilities(prototype.config.server, info))
+
     def schema(
         self,
         method: str,

@@ -40,6 +40,7 @@ from .config import (
     identity_of,
     open_layers,
     options_of,
+    record_ttl,
     seconds,
     setting,
     shotgun_from_environment,
@@ -168,7 +169,8 @@ class Session:
         self._freshness = Freshness(self._keys, self._layout, on_epoch=self._on_epoch)
         self._requests = Requests(self.shotgun, self.stats.requests)
         self._pages = make_executor()
-        self._writer = WriteBehind()
+        # Records expire (where a layer can) once no read could use them.
+        self._writer = WriteBehind(ttl=self._record_ttl())
         self._answers = Answers(
             keys=self._keys,
             layout=self._layout,
@@ -180,6 +182,8 @@ class Session:
         )
         self._graph = Graph(self, self._identity, self._answers)
         self._reads = Reads(self)
+        if isinstance(self.shotgun, ShotgunPool):
+            self.shotgun.prepare = self._reads.server_caps
         self._snapshots = Snapshots(self, schema=schema, in_cached_mode=snapshots)
         self._writes = Writes(
             freshness=self._freshness,
@@ -264,6 +268,10 @@ class Session:
     @max_age.setter
     def max_age(self, value: Seconds) -> None:
         self._max_age = seconds(value, "max_age") or 0.0
+        self._writer.ttl = self._record_ttl()
+
+    def _record_ttl(self) -> float:
+        return record_ttl(self._max_age, self.schema_max_age, self.stale_if_error)
 
     @property
     def sync_interval(self) -> Optional[float]:

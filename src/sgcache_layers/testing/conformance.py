@@ -345,6 +345,19 @@ class CacheConformance:
     def test_set_many_empty(self, cache: Cache) -> None:
         cache.set_many({})
 
+    def test_set_many_expiring_stores_like_set_many(self, cache: Cache) -> None:
+        # An expiry is a hint: within it (or without one) the values are there.
+        cache.set("b", "old")
+        cache.set_many_expiring({"a": "1", "b": "2", UNICODE_KEY: UNICODE_VALUE}, 3600.0)
+        assert cache.get_many(["a", "b", UNICODE_KEY]) == {
+            "a": "1",
+            "b": "2",
+            UNICODE_KEY: UNICODE_VALUE,
+        }
+        cache.set_many_expiring({"c": "3"}, None)
+        assert cache.get("c") == "3"
+        cache.set_many_expiring({}, 10.0)
+
     def test_many_keys(self, cache: Cache) -> None:
         data = {f"entity:{index}": f"value {index}" for index in range(300)}
         cache.set_many(data)
