@@ -219,22 +219,33 @@ class Layout:
 
 
 def _read_many(layers: Sequence[Cache], keys: list[str]) -> dict[str, Any]:
-    """Read *keys* from the first of *layers* that works (its misses are misses)."""
-    for layer in layers:
-        try:
-            return layer.get_many(keys)
-        except Exception as error:  # a broken layer: ask the next one
-            log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+    """Read *keys* from the authority, the first of *layers*; when it fails, nothing is known.
+
+    A shallower layer never answers for a broken authority: it has not seen what processes
+    that write only to the authority (other hosts) moved, so its bookkeeping could vouch
+    for a stale answer.  Everything unknown is a miss until the authority answers again.
+    """
+    if not layers:
+        return {}
+    layer = layers[0]
+    try:
+        return layer.get_many(keys)
+    except Exception as error:  # a broken authority: every token is unknown
+        log.warning(
+            "cache layer %s failed; its answers are misses: %s", type(layer).__name__, error
+        )
     return {}
 
 
 def _add_first(layers: Sequence[Cache], key: str, value: Any) -> bool:
-    """Add *value* under *key* in the first of *layers* that works; whether it was stored."""
-    for layer in layers:
-        try:
-            return layer.add(key, value)
-        except Exception as error:  # a broken layer: try the next one
-            log.warning("cache layer %s failed, trying the next: %s", type(layer).__name__, error)
+    """Add *value* under *key* in the authority, the first of *layers*; whether it was stored."""
+    if not layers:
+        return False
+    layer = layers[0]
+    try:
+        return layer.add(key, value)
+    except Exception as error:  # a broken authority takes no claim
+        log.warning("cache layer %s failed: %s", type(layer).__name__, error)
     return False
 
 

@@ -232,15 +232,20 @@ class RedisServer:
         except (OSError, RedisServerError):
             return False
 
-    def start(self) -> RedisServer:
-        """Start the server and wait until it answers ``PING``."""
+    def start(self, port: Optional[int] = None) -> RedisServer:
+        """Start the server and wait until it answers ``PING``.
+
+        *port* makes it listen there, such as the port it had before :meth:`stop` (a Redis
+        restarted with its data lost, at the address its clients know); by default, a free
+        port.
+        """
         if self.running:
             return self
         executable = _executable(self.executable)
         self.directory = tempfile.mkdtemp(prefix="sgcache-redis-")
         last_log = ""
         for _attempt in range(3):  # another process may take the free port first
-            self.port = _free_port(self.host)
+            self.port = _free_port(self.host) if port is None else port
             args = _server_args(executable, self.host, self.port, self.directory)
             self._process = _Process(args, self.directory, self.host, self.port)
             if self._process.wait_ready(self.startup_timeout):
