@@ -396,6 +396,8 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
         parts = rest.split("|")
         if rest in _BOOKKEEPING:
             kind, name = "bookkeeping", rest
+        elif parts[0] == "stats":  # one process's counters (see ``stats --redis``)
+            kind, name = "counters", "processes"
         elif len(parts) == 3 and parts[1] == "g":
             kind, name = "generation", parts[2]
             if space["_epoch"] is not None and parts[0] != space["_epoch"]:
@@ -450,6 +452,8 @@ def _print_stats(stats: Dict[str, Any]) -> None:
                 print(f"  generations: {sum(counts.values())}")
             elif kind == "bookkeeping":
                 print(f"  bookkeeping: {', '.join(sorted(counts))}")
+            elif kind == "counters":
+                print(f"  counters: {sum(counts.values())} processes")
             else:
                 for name, count in counts.items():
                     rows = space["rows"].get(name) if kind == "query" else None
@@ -524,6 +528,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     """Print what a cache directory holds, by namespace, record kind and entity type."""
     from .cache import CacheBackendError
 
+    if args.redis is not None:
+        return _farm_stats(args)
     try:
         cache = _open_cache_dir(args.cache_dir)
         try:
@@ -542,14 +548,92 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _add_stats(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     parser = subparsers.add_parser(
         "stats",
-        help="show what a cache directory holds",
+        help="show what a cache directory holds, or the farm's numbers in a Redis",
         description="Count the entries of a FileCache directory by namespace (site and "
         "identity), record kind and entity type, and its size on disk; say what is warm "
-        "(types, rows, when, and the event-log position).",
+        "(types, rows, when, and the event-log position).  With --redis: the hits, misses, "
+        "requests made and saved of every process sharing that Redis, per site and "
+        "identity, and the age of the watcher's heartbeat.",
     )
-    parser.add_argument("--cache-dir", metavar="DIR", required=True, help="the cache directory")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--cache-dir", metavar="DIR", help="the cache directory")
+    where.add_argument(
+        "--redis",
+        metavar="URL",
+        help="the farm's numbers instead: hits, misses, requests made and saved, summed over "
+        "every process that shares this Redis (as the sessions' cache spec names it, with "
+        "the same ?namespace=), and the age of the watcher's heartbeat",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(handler=_cmd_stats)
+
+
+def _farm_stats(args: argparse.Namespace) -> int:
+    """``stats --redis URL``: the summed counter records and heartbeats (no credentials)."""
+    from .cache import CacheBackendError
+    from .config import SessionConfigError, parse_cache_spec
+    from .stats import farm_stats
+
+    try:
+        layers = parse_cache_spec(args.redis)
+        if len(layers) != 1 or layers[0].kind != "redis":
+            raise SessionConfigError("--redis takes one Redis URL (redis://HOST:PORT/DB)")
+        cache = layers[0].open()
+    except (SessionConfigError, ImportError, TypeError, ValueError, CacheBackendError) as exc:
+        return _fail(str(exc))
+    try:
+        stats = farm_stats(cache)
+    except CacheBackendError as exc:
+        return _fail(str(exc), status=1)
+    finally:
+        cache.close()
+    stats = {"redis": layers[0].label, "namespace": getattr(cache, "namespace", None), **stats}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        _print_farm(stats)
+    return 0
+
+
+def _age(seconds: float) -> str:
+    """An age in seconds as people read it (``4.2 s``, ``3 min``, ``2.5 h``)."""
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _print_farm(stats: Dict[str, Any]) -> None:
+    print(f"Redis: {stats['redis']} (namespace {stats['namespace']})")
+    if not stats["sites"]:
+        print("No counters and no watcher heartbeat here yet.")
+    for site in stats["sites"]:
+        print("")
+        print(f"Site {site['site']} ({site['format']})")
+        beat = site["watcher"]
+        if beat is None:
+            print("  watcher: no heartbeat (no watcher has run against this Redis)")
+        elif beat["age"] is None:
+            print("  watcher: heartbeat without a successful sync yet")
+        else:
+            state = ", stopped" if beat["stopped"] else ""
+            where = f"host {beat.get('host')}, pid {beat.get('pid')}"
+            every = beat.get("interval")
+            every_text = f", every {every:g} s" if isinstance(every, (int, float)) else ""
+            print(f"  watcher: heartbeat {_age(beat['age'])} old ({where}{every_text}{state})")
+            if beat.get("error"):
+                print(f"    last error: {beat['error']}")
+        for space in site["namespaces"]:
+            processes, sessions = space["processes"], space["sessions"]
+            print(
+                f"  {space['identity']}: {processes} process{'es' if processes != 1 else ''} "
+                f"({sessions} session{'s' if sessions != 1 else ''}, {space['open']} open)"
+            )
+            print(
+                f"    hits {space['hits']}, misses {space['misses']}, requests made "
+                f"{space['requests']}, requests saved {space['saved']}"
+            )
 
 
 # ----------------------------------------------------------------------------------- clear

@@ -700,9 +700,7 @@ def open_layers(cache: Any, session: Any) -> list[Cache]:
 KEEP_STALE_SECONDS = 7 * 24 * 3600.0
 
 
-def record_ttl(
-    max_age: float, schema_max_age: float, stale_if_error: Union[bool, float]
-) -> float:
+def record_ttl(max_age: float, schema_max_age: float, stale_if_error: Union[bool, float]) -> float:
     """Seconds a stored record may still be of use: the longest age any read of the
     session would accept it at (``max_age``, ``schema_max_age``, or a stale fallback's)."""
     longest = max(max_age, schema_max_age)

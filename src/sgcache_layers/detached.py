@@ -47,6 +47,21 @@ class DetachedClient:
         )
 
 
+def _bounds(session: Session) -> dict[str, Any]:
+    """The settings of bounded memory and farm counters, where not the defaults."""
+    from .stats import STATS_INTERVAL
+
+    out: dict[str, Any] = {}
+    memory = session._layout.memory
+    for name in ("max_entries", "max_bytes"):
+        value = getattr(memory, name, None) if session._identity.weak else None
+        if value is not None:
+            out[f"memory_{name}"] = value
+    if session._farm.interval != STATS_INTERVAL:
+        out["stats_interval"] = session._farm.interval
+    return out
+
+
 def session_state(session: Session) -> dict[str, Any]:
     """What a pickled session keeps: settings, site, identity and its entities."""
     entities = session._identity.entities()
@@ -65,6 +80,7 @@ def session_state(session: Session) -> dict[str, Any]:
             "sync_limit": session.sync_limit,
             "event_backlog": session.event_backlog,
             "add_important": session.add_important,
+            **_bounds(session),
         },
         "entities": session.encode(entities),
         "retired": [e.key for e in entities if e._exists is False],
@@ -92,9 +108,12 @@ def restore(cls: type[Session], state: dict[str, Any]) -> Session:
     session.identity = state["identity"]
     session._given = tuple(state["given"])
     session.__dict__["_detached"] = state
-    session.decode(state["entities"])
+    # Held here until attach(): a session with bounded memory holds its entities weakly.
+    held = session.__dict__["_held"] = [session.decode(state["entities"])]
     for entity_type, entity_id in state["retired"]:
-        session._identity.entity(entity_type, entity_id)._exists = False
+        retired = session._identity.entity(entity_type, entity_id)
+        retired._exists = False
+        held.append(retired)
     return session
 
 
@@ -131,3 +150,4 @@ def attach(session: Session, shotgun: Any, cache: Any, cache_key_maker: Optional
     )
     session._identity.take(held)
     session.__dict__.pop("_detached", None)
+    session.__dict__.pop("_held", None)

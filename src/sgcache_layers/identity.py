@@ -28,8 +28,9 @@ import datetime as _dt
 import gc
 import itertools
 import threading
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Callable, Optional
 
 from .entity import Entity, EntityOwner
@@ -173,13 +174,25 @@ class IdentityMap:
 
     *still_current* tells whether generations an entity was confirmed against have not
     moved (the owner's freshness rule, without reading storage again).
+
+    With *weak*, the map holds its entities weakly (a ``WeakValueDictionary`` per type):
+    an entity that no answer in the memory layer, no other entity and no user code holds
+    is collected, so a long-running process whose memory layer is bounded does not grow
+    without bound.  Nothing is lost that a read cannot bring back; only what this session
+    alone knew of such an entity (data given to ``merge``) goes with it.  Without it (the
+    default) the map keeps every entity in plain dicts, the fastest look-up there is.
     """
 
-    def __init__(self, owner: EntityOwner, still_current: StillCurrent) -> None:
+    def __init__(self, owner: EntityOwner, still_current: StillCurrent, weak: bool = False) -> None:
         self.owner = owner
         self.still_current = still_current
         self.lock = threading.RLock()
-        self._by_type: dict[str, dict[int, Entity]] = {}
+        self.weak = weak
+        #: Makes the map of one type's entities by id.
+        self._ids: Callable[..., MutableMapping[int, Entity]] = (
+            weakref.WeakValueDictionary if weak else dict
+        )
+        self._by_type: dict[str, MutableMapping[int, Entity]] = {}
         self.backrefs_on = False
         # Fields this session wrote: (type, id) -> {field: request number at return}.
         self._marks: dict[tuple[str, int], dict[str, int]] = {}
@@ -201,7 +214,9 @@ class IdentityMap:
             if found is not None:
                 return found
         with self.lock:
-            by_id = self._by_type.setdefault(entity_type, {})
+            by_id = self._by_type.get(entity_type)
+            if by_id is None:
+                by_id = self._by_type[entity_type] = self._ids()
             found = by_id.get(entity_id)
             if found is None:
                 found = by_id[entity_id] = Entity(self.owner, entity_type, entity_id)
@@ -317,7 +332,10 @@ class IdentityMap:
     def take(self, other: IdentityMap) -> None:
         """Hold the entities of *other* (a session re-attached to a client), unconfirmed."""
         with self.lock, other.lock:
-            self._by_type = other._by_type
+            held = other._by_type
+            if other.weak != self.weak:
+                held = {name: self._ids(by_id) for name, by_id in held.items()}
+            self._by_type = held
             self.backrefs_on = other.backrefs_on
             other._by_type = {}
         self.invalidate()
@@ -356,7 +374,9 @@ class IdentityMap:
             job = _Merge(self, deps, over, number)
             convert = job.convert
             by_type = self._by_type
-            by_id = by_type.setdefault(entity_type, {})
+            by_id = by_type.get(entity_type)
+            if by_id is None:
+                by_id = by_type[entity_type] = self._ids()
             backrefs = self.backrefs_on
             plain = deps is not UNCONFIRMED
 

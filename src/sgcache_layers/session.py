@@ -53,12 +53,13 @@ from .freshness import EventLog, Freshness, Layout
 from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, IMPORTANT_LINKS, PARENT_FIELDS, Graph
 from .identity import IdentityMap, links_in, outbound
 from .keys import KeyMaker
+from .memory import memory_layer
 from .offline import Snapshots
 from .pool import ShotgunPool
 from .query import QueryError
 from .reads import Reads
 from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec, bucket_name
-from .stats import SessionStats
+from .stats import STATS_INTERVAL, FarmStats, SessionStats, stats_interval_of
 from .upkeep import Writes
 
 __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "SessionStats"]
@@ -112,6 +113,9 @@ class Session:
         schema: Any = None,
         snapshots: bool = False,
         add_important: bool = False,
+        memory_max_entries: Optional[int] = None,
+        memory_max_bytes: Optional[int] = None,
+        stats_interval: Optional[Seconds] = STATS_INTERVAL,
     ) -> None:
         if shotgun is None:
             shotgun = shotgun_from_environment()
@@ -160,11 +164,15 @@ class Session:
         self._policies: dict[tuple[Any, ...], Policy] = {}
         self._tz = client_zone(shotgun)
 
-        self.cache = LayeredCache([MemoryCache()] + open_layers(setting("cache", cache), self))
+        # Bounded memory: answers beyond the bounds are dropped, entities held weakly.
+        memory = memory_layer(memory_max_entries, memory_max_bytes)
+        publish_every = stats_interval_of(stats_interval)
+        self.cache = LayeredCache([memory] + open_layers(setting("cache", cache), self))
         namespace = Namespace(self.site, parts, options_of(shotgun))
         self._keys = Keys(namespace.base, namespace.shared)
         self._layout = Layout(self.cache)
-        self._identity = IdentityMap(self, self._still_current)
+        bounded = type(memory) is not MemoryCache
+        self._identity = IdentityMap(self, self._still_current, weak=bounded)
         self._codec = SessionCodec(self._identity, self._tz)
         self._freshness = Freshness(self._keys, self._layout, on_epoch=self._on_epoch)
         self._requests = Requests(self.shotgun, self.stats.requests)
@@ -201,6 +209,8 @@ class Session:
         )
         self.stats.cache = self.cache
         self.stats.store = lambda: self._layout.store
+        #: Writes this session's counters to the shared layer (``sgcache-layers stats``).
+        self._farm = FarmStats(self.stats, self._keys.stats, self._layout, publish_every)
 
     def __repr__(self) -> str:
         return f"<Session {self.site} {self.identity} mode={self.mode}>"
@@ -681,9 +691,12 @@ class Session:
 
         Answers are stored from a background thread so that a read never waits for the
         cache; other processes see them a moment later.  ``close()`` and interpreter exit
-        drain too.  Returns ``False`` if *timeout* seconds passed first.
+        drain too.  Returns ``False`` if *timeout* seconds passed first.  This process's
+        counters are written to the shared layer too (if they moved).
         """
-        return self._writer.flush(timeout)
+        done = self._writer.flush(timeout)
+        self._farm.publish()
+        return done
 
     # -------------------------------------------------------------- lifecycle
     def reset(self) -> None:
@@ -703,6 +716,7 @@ class Session:
         self._requests.closed = True
         self._writer.close()
         self._pages.shutdown()  # type: ignore[attr-defined]
+        self._farm.close()  # the final counters, before the layers close
         with contextlib.suppress(Exception):
             self.cache.close()
         close = getattr(self.shotgun, "close", None)

@@ -176,6 +176,7 @@ class Watcher:
             sync_interval=None,
             sync_limit=sync_limit,
             event_backlog=event_backlog,
+            stats_interval=None,  # it answers no reads: no counters of its own to publish
         )
         if self._layer is None:
             self.session.close()
