@@ -33,9 +33,10 @@ CHILD = textwrap.dedent(
     from sgcache_layers import Session
     from sgcache_layers.demo import Target, digest, normalise, pipeline_reads
 
-    url, script, key, redis_url, project, login, go = sys.argv[1:8]
+    url, script, key, redis_url, project, login, go, sync = sys.argv[1:9]
     sg = shotgun_api3.Shotgun(url, script, key, connect=False)
-    session = Session(sg, cache=redis_url)
+    # "sync": a tool that wants fresh data; its first read syncs with the event log.
+    session = Session(sg, cache=redis_url, sync_interval=300 if sync == "sync" else None)
     target = Target(url, script, key, project, login)
     print(json.dumps({"ready": os.getpid()}), flush=True)
     while not os.path.exists(go):
@@ -69,9 +70,12 @@ def _target(server: ShotgridServer) -> tuple[str, str]:
     return str(project["name"]), str(user["login"])
 
 
-def _farm(server: ShotgridServer, redis: str, count: int, go: Path) -> list[dict[str, Any]]:
+def _farm(
+    server: ShotgridServer, redis: str, count: int, go: Path, sync: bool = False
+) -> list[dict[str, Any]]:
     project, login = _target(server)
     args = [server.url, server.script_name, server.api_key, redis, project, login, str(go)]
+    args.append("sync" if sync else "-")
     children = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, *args],
@@ -111,6 +115,20 @@ def test_thirty_two_processes_cost_what_one_cold_run_costs(
     assert {r["digest"] for r in results} == {alone["digest"]}  # the same answers
     assert farm_site.request_count == cold  # and ShotGrid asked no more than for one run
     assert sum(r["waited"] for r in results) > 0
+
+
+def test_processes_whose_first_read_syncs_cost_what_one_cold_run_costs(
+    farm_site: ShotgridServer, redis_url: str, tmp_path: Path
+) -> None:
+    """The first sync on an empty Redis flushes the namespace under the waiting farm: the
+    fills after it must still agree on one lease and one record per query."""
+    (alone,) = _farm(farm_site, redis_url + "?namespace=one", 1, tmp_path / "go-one", True)
+    cold = farm_site.request_count
+    assert farm_site.count_requests(entity_type="EventLogEntry") == 1
+
+    results = _farm(farm_site, redis_url + "?namespace=farm", 16, tmp_path / "go-farm", True)
+    assert {r["digest"] for r in results} == {alone["digest"]}
+    assert farm_site.request_count == cold, [(r.method, r.entity_type) for r in farm_site.requests]
 
 
 def test_a_waiter_takes_over_from_a_holder_that_died(

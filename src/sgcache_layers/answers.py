@@ -74,6 +74,20 @@ class Policy:
         """Whether ShotGrid may not be asked."""
         return self.mode == "offline"
 
+    @staticmethod
+    def of(mode: str, max_age: float, stale_if_error: Union[bool, float], bypass: bool) -> Policy:
+        """The policy for these knobs, made once (policies are immutable and shared)."""
+        memo = (mode, max_age, stale_if_error, bypass)
+        policy = _POLICIES.get(memo)
+        if policy is None:
+            if len(_POLICIES) > 256:
+                _POLICIES.clear()
+            policy = _POLICIES[memo] = Policy(*memo)
+        return policy
+
+
+_POLICIES: dict[tuple[Any, ...], Policy] = {}
+
 
 class Answer:
     """A built answer kept in the memory layer: when it was asked, what it was checked
@@ -183,6 +197,13 @@ class Answers:
             if epoch != self.freshness.epoch:
                 return f"{head}{self.freshness.epoch}|{rest}"
         return key
+
+    def _agreed_key(self, key: str) -> str:
+        """*key* under the epoch the authority holds now, so that every process waiting
+        for one fill agrees on its lease and its record (a flush by another process, such
+        as the first sync of a farm, may have come since this one last looked)."""
+        self.freshness.refresh()
+        return self._current_key(key)
 
     def _memory_get(self, key: str) -> Optional[Answer]:
         memory = self.layout.memory
@@ -412,6 +433,8 @@ class Answers:
             return self._memory_get(key) or Answer(_time(), {}, entities)
 
         def leased() -> Answer:
+            nonlocal key
+            key = self._agreed_key(key)
             return self.leases.run(key, fill, check)
 
         try:
@@ -556,6 +579,8 @@ class Answers:
             return None if found is None else Answer(_time(), {}, value=found[0])
 
         def leased() -> Answer:
+            nonlocal key
+            key = self._agreed_key(key)
             return self.leases.run(key, fill, check)
 
         try:

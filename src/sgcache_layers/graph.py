@@ -10,13 +10,15 @@ attributes, which a subclass can change).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from .answers import Answers, Policy
 from .entity import NOT_SET, Entity, RetiredEntityError
-from .identity import IdentityMap, is_link
+from .identity import IdentityMap, is_link, links_in
 from .query import normalise_fields
+from .records import bucket_name
 
 if TYPE_CHECKING:
     from .session import Session
@@ -72,6 +74,15 @@ class Graph:
 
     def _policy(self) -> Policy:
         return self.owner._policy()
+
+    def merge(self, data: Any, over: Optional[bool]) -> Any:
+        """``Session.merge``: *data*'s top entities count as loaded now, against the
+        generations of their types and buckets as they are now."""
+        names: set[str] = set()
+        for entity_type, entity_id in links_in(data):
+            names.update((entity_type, bucket_name(entity_type, entity_id)))
+        deps = self._answers.freshness.current(sorted(names)) if names else None
+        return self._identity.merge(data, over, deps, time.time())
 
     # -- what is important -----------------------------------------------------------
 

@@ -288,6 +288,31 @@ def dependent_types(
     return sorted(types)
 
 
+def get_arguments(
+    entity_type: Any, id_or_ids: Any, fields: Any, fetch: bool
+) -> tuple[list[int], list[str], bool]:
+    """Check ``Session.get``'s arguments: the ids, the field names and *fetch*.
+
+    A bool in the place of *fields* is *fetch*, as in sgsession's older
+    ``get(type, id, fetch)``.  Raises :class:`QueryError` or ``TypeError`` naming what
+    was wrong.
+    """
+    if not isinstance(entity_type, str) or not entity_type:
+        raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
+    if isinstance(id_or_ids, bool) or not isinstance(id_or_ids, (int, list, tuple)):
+        raise TypeError(f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}")
+    if isinstance(fields, bool):
+        fetch, fields = fields, None
+    names = [fields] if isinstance(fields, str) else list(fields or ())
+    if not all(isinstance(name, str) for name in names) or isinstance(fields, Mapping):
+        raise TypeError(f"get() takes field names as fields, not {fields!r}")
+    ids = [id_or_ids] if isinstance(id_or_ids, int) else list(id_or_ids)
+    for entity_id in ids:
+        if isinstance(entity_id, bool) or not isinstance(entity_id, int):
+            raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
+    return ids, names, fetch
+
+
 def find_call(
     entity_type: Any,
     filters: Any,

@@ -6,15 +6,15 @@ permission identity and options (:class:`Namespace`); data keys also carry the n
 dicts (so any layer can hold them) with a version ``v``, a kind ``k``, the time ``t`` their
 data was asked for and the generation tokens ``g`` it was checked against:
 
-``q``  a ``find`` answer: the entity type ``T`` and the rows ``r`` exactly as ShotGrid gave
-       them, in order (one record per answer, read with one cache read and one decode);
-``e``  one entity's fields ``f`` (``T``, ``i``), written by ``get``, ``fetch`` and writes;
-``x``  a retired entity (``T``, ``i``);
-``v``  any other answer ``d`` (``summarize``, schema reads);
-``w``  the head of a warmed snapshot (:mod:`~sgcache_layers.snapshot`): its scope ``S``,
-       project ``P``, event-log position ``e``, revision ``n``, types ``ty`` (fields,
-       stamps, generations, chunks) and their field types ``sc``;
-``c``  a chunk of a snapshot: rows ``r`` of one type ``T`` (retired ones if ``R``).
+* ``q``: a ``find`` answer: the entity type ``T`` and the rows ``r`` exactly as ShotGrid
+  gave them, in order (one record per answer, read with one cache read and one decode);
+* ``e``: one entity's fields ``f`` (``T``, ``i``), written by ``get``, ``fetch`` and writes;
+* ``x``: a retired entity (``T``, ``i``);
+* ``v``: any other answer ``d`` (``summarize``, schema reads);
+* ``w``: the head of a warmed snapshot (:mod:`~sgcache_layers.snapshot`): its scope ``S``,
+  project ``P``, event-log position ``e``, revision ``n``, types ``ty`` (fields, stamps,
+  generations, chunks) and their field types ``sc``;
+* ``c``: a chunk of a snapshot: rows ``r`` of one type ``T`` (retired ones if ``R``).
 
 :func:`encode` turns a record into text that the fast JSON parser reads in one call, with
 datetime and date columns named in the record instead of tagged value by value; data the

@@ -11,7 +11,9 @@ This module is the facade users call: it checks arguments, keeps the per-thread 
 * :mod:`~sgcache_layers.answers`: the read path through the layers;
 * :mod:`~sgcache_layers.fetching`: asking ShotGrid (one request for many waiting threads,
   parallel pages, background writes);
-* :mod:`~sgcache_layers.upkeep`: what a write moves.
+* :mod:`~sgcache_layers.upkeep`: what a write moves;
+* :mod:`~sgcache_layers.reads`: the query calls behind :meth:`Session.find` and its kin;
+* :mod:`~sgcache_layers.parts`: builds the parts and wires them together.
 
 ``session.cache`` is always a :class:`~sgcache_layers.cache.LayeredCache` whose first layer
 is a :class:`~sgcache_layers.cache.MemoryCache`, followed by the cache the caller gave.
@@ -29,7 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast, overload
 
 from .answers import Answers, Policy
-from .cache import Cache, LayeredCache, MemoryCache
+from .cache import Cache, LayeredCache
 from .config import (
     FROM_ENVIRONMENT,
     MODES,
@@ -38,8 +40,6 @@ from .config import (
     Settings,
     client_zone,
     identity_of,
-    open_layers,
-    options_of,
     record_ttl,
     seconds,
     setting,
@@ -48,18 +48,17 @@ from .config import (
 )
 from .detached import attach, restore, session_state
 from .entity import Entity
-from .fetching import Requests, WriteBehind, make_executor
+from .fetching import Requests, WriteBehind
 from .freshness import EventLog, Freshness, Layout
 from .graph import IMPORTANT_FIELDS, IMPORTANT_FOR_ALL, IMPORTANT_LINKS, PARENT_FIELDS, Graph
-from .identity import IdentityMap, links_in, outbound
+from .identity import IdentityMap
 from .keys import KeyMaker
-from .memory import memory_layer
 from .offline import Snapshots
-from .pool import ShotgunPool
-from .query import QueryError
+from .parts import assemble, client_of
+from .query import get_arguments
 from .reads import Reads
-from .records import FORMAT_VERSION, Keys, Namespace, SessionCodec, bucket_name
-from .stats import STATS_INTERVAL, FarmStats, SessionStats, stats_interval_of
+from .records import FORMAT_VERSION, Keys, SessionCodec
+from .stats import STATS_INTERVAL, FarmStats, SessionStats
 from .upkeep import Writes
 
 __all__ = ["FORMAT_VERSION", "OfflineError", "Session", "SessionConfigError", "SessionStats"]
@@ -93,6 +92,24 @@ class Session:
     }
     #: The field that points at each type's parent, for :meth:`fetch_heirarchy`.
     parent_fields: dict[str, Optional[str]] = dict(PARENT_FIELDS)
+
+    #: The layers: a memory layer first, then the caller's (made by :mod:`.parts`).
+    cache: LayeredCache
+    _keys: Keys
+    _layout: Layout
+    _identity: IdentityMap
+    _codec: SessionCodec
+    _freshness: Freshness
+    _requests: Requests
+    _pages: Any
+    _writer: WriteBehind
+    _answers: Answers
+    _graph: Graph
+    _reads: Reads
+    _snapshots: Snapshots
+    _writes: Writes
+    _events: EventLog
+    _farm: FarmStats
 
     def __init__(
         self,
@@ -132,16 +149,7 @@ class Session:
         #: Seconds to keep asking for event ids that were missing (late commits).
         self.event_backlog = settings.event_backlog
 
-        # A real client is wrapped in a pool so the session is thread-safe; any other
-        # object (a Mockgun, a test double) is used as it is.
-        self.shotgun: Any = shotgun
-        try:
-            from shotgun_api3.shotgun import Shotgun as _Shotgun
-
-            if isinstance(shotgun, _Shotgun):
-                self.shotgun = ShotgunPool(shotgun)
-        except ImportError:  # pragma: no cover - shotgun_api3 is a core dependency
-            pass
+        self.shotgun: Any = client_of(shotgun)  # a real client gets a pool
         parts = ((("identity", identity),) if identity else None) or identity_of(shotgun)
         if not parts:
             raise SessionConfigError(
@@ -161,56 +169,18 @@ class Session:
         self._state = _ThreadState()
         self._closed = False
         self._next_sync = math.inf if self._sync_interval is None else 0.0
-        self._policies: dict[tuple[Any, ...], Policy] = {}
         self._tz = client_zone(shotgun)
 
-        # Bounded memory: answers beyond the bounds are dropped, entities held weakly.
-        memory = memory_layer(memory_max_entries, memory_max_bytes)
-        publish_every = stats_interval_of(stats_interval)
-        self.cache = LayeredCache([memory] + open_layers(setting("cache", cache), self))
-        namespace = Namespace(self.site, parts, options_of(shotgun))
-        self._keys = Keys(namespace.base, namespace.shared)
-        self._layout = Layout(self.cache)
-        bounded = type(memory) is not MemoryCache
-        self._identity = IdentityMap(self, self._still_current, weak=bounded)
-        self._codec = SessionCodec(self._identity, self._tz)
-        self._freshness = Freshness(self._keys, self._layout, on_epoch=self._on_epoch)
-        self._requests = Requests(self.shotgun, self.stats.requests)
-        self._pages = make_executor()
-        # Records expire (where a layer can) once no read could use them.
-        self._writer = WriteBehind(ttl=self._record_ttl())
-        self._answers = Answers(
-            keys=self._keys,
-            layout=self._layout,
-            freshness=self._freshness,
-            identity=self._identity,
-            requests=self._requests,
-            writer=self._writer,
-            stats=self.stats,
+        assemble(
+            self,
+            setting("cache", cache),
+            parts,
+            memory_max_entries=memory_max_entries,
+            memory_max_bytes=memory_max_bytes,
+            stats_interval=stats_interval,
+            schema=schema,
+            snapshots=snapshots,
         )
-        self._graph = Graph(self, self._identity, self._answers)
-        self._reads = Reads(self)
-        if isinstance(self.shotgun, ShotgunPool):
-            self.shotgun.prepare = self._reads.server_caps
-        self._snapshots = Snapshots(self, schema=schema, in_cached_mode=snapshots)
-        self._writes = Writes(
-            freshness=self._freshness,
-            identity=self._identity,
-            answers=self._answers,
-            request=self._requests,
-            outbound=outbound,
-        )
-        self._events = EventLog(
-            self._freshness,
-            self._requests,
-            limit=self.sync_limit,
-            backlog=self.event_backlog,
-            on_flush=self._flushed,
-        )
-        self.stats.cache = self.cache
-        self.stats.store = lambda: self._layout.store
-        #: Writes this session's counters to the shared layer (``sgcache-layers stats``).
-        self._farm = FarmStats(self.stats, self._keys.stats, self._layout, publish_every)
 
     def __repr__(self) -> str:
         return f"<Session {self.site} {self.identity} mode={self.mode}>"
@@ -305,13 +275,7 @@ class Session:
             age = float(max_age)
         else:
             age = seconds(max_age, "max_age") or 0.0
-        memo = (mode, age, self.stale_if_error, state.bypass > 0)
-        policy = self._policies.get(memo)
-        if policy is None:
-            if len(self._policies) > 64:
-                self._policies.clear()
-            policy = self._policies[memo] = Policy(*memo)
-        return policy
+        return Policy.of(mode, age, self.stale_if_error, state.bypass > 0)
 
     # ------------------------------------------------------------------ codec
     def encode(self, data: Any) -> str:
@@ -327,20 +291,6 @@ class Session:
     def namespace(self) -> str:
         """The prefix of every data key this session writes right now."""
         return f"{self._keys.base}|{self._freshness.epoch}"
-
-    def _still_current(self, deps: Mapping[str, str]) -> bool:
-        return self._answers.still_current(deps)
-
-    def _on_epoch(self, epoch: str) -> None:
-        """Another process flushed: what this process built belongs to the old epoch."""
-        memory = self._layout.memory
-        if memory is not None:
-            with contextlib.suppress(Exception):
-                memory.clear()
-        self._identity.invalidate()
-
-    def _flushed(self) -> None:
-        self.stats.flushes += 1
 
     def _maybe_sync(self) -> None:
         interval = self._sync_interval
@@ -385,21 +335,7 @@ class Session:
         ``False`` never asks ShotGrid.  A bool in third place is *fetch*, as in
         sgsession's older ``get(type, id, fetch)``.
         """
-        if not isinstance(entity_type, str) or not entity_type:
-            raise QueryError(f"entity_type must be a non-empty string, not {entity_type!r}")
-        if isinstance(id_or_ids, bool) or not isinstance(id_or_ids, (int, list, tuple)):
-            raise TypeError(
-                f"get() takes an int id or a list of ids, not {type(id_or_ids).__name__}"
-            )
-        if isinstance(fields, bool):
-            fetch, fields = fields, None
-        names = [fields] if isinstance(fields, str) else list(fields or ())
-        if not all(isinstance(name, str) for name in names) or isinstance(fields, Mapping):
-            raise TypeError(f"get() takes field names as fields, not {fields!r}")
-        ids = [id_or_ids] if isinstance(id_or_ids, int) else list(id_or_ids)
-        for entity_id in ids:
-            if isinstance(entity_id, bool) or not isinstance(entity_id, int):
-                raise TypeError(f"entity ids must be int, not {type(entity_id).__name__}")
+        ids, names, fetch = get_arguments(entity_type, id_or_ids, fields, fetch)
         unique = list(dict.fromkeys(ids))
         found = self._graph.get_many(entity_type, unique, fetch, self._policy(), names)
         out = [found.get(i) for i in ids]
@@ -589,11 +525,7 @@ class Session:
         serves them without a request while they are fresh (until a change to their type
         is seen), in this session only - merged data is never written to a cache layer.
         """
-        names: set[str] = set()
-        for entity_type, entity_id in links_in(data):
-            names.update((entity_type, bucket_name(entity_type, entity_id)))
-        deps = self._freshness.current(sorted(names)) if names else None
-        return self._identity.merge(data, over, deps, time.time())
+        return self._graph.merge(data, over)
 
     def warm(
         self,
@@ -715,7 +647,7 @@ class Session:
         self._closed = True
         self._requests.closed = True
         self._writer.close()
-        self._pages.shutdown()  # type: ignore[attr-defined]
+        self._pages.shutdown()
         self._farm.close()  # the final counters, before the layers close
         with contextlib.suppress(Exception):
             self.cache.close()
