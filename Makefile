@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_session.py
 	$(PY) benchmarks/bench_queries.py
+	$(PY) benchmarks/bench_floor.py
 	$(PY) benchmarks/bench_farm.py
 
 # dist-check: build the sdist and the wheel, check that they ship the licence (and the sdist
