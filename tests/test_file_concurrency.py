@@ -55,7 +55,9 @@ WRITER = textwrap.dedent(
         if index % reopen_every == 0:
             extra = FileCache(path)
             assert extra.get(key) == value(index)
+            extra.change_token()  # maps the WAL index: must not disturb the locks either
             extra.close()
+            cache.change_token()
         index += 1
     cache.close()
     print("done")
@@ -76,6 +78,7 @@ OPENER = textwrap.dedent(
             cache.get("w0:0")
         except KeyError:
             pass
+        cache.change_token()
         cache.close()
         opened += 1
     print(opened)

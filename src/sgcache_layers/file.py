@@ -17,9 +17,11 @@ delete the WAL under them (a malformed database, acknowledged writes lost).
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import re
 import sqlite3
+import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, TypeVar
 
@@ -283,6 +285,59 @@ def _check_setting(key: object, value: object, error: type[Exception]) -> None:
         raise error(problem)
 
 
+# -- the WAL index: a change check without a query ------------------------------------
+
+#: The WAL-index header (two copies of 48 bytes) at the start of ``cache.db-shm``.
+_WAL_HEADER = 96
+#: This process's maps of ``-shm`` files, by (device, inode).  A map is closed only once its
+#: file is deleted: closing any descriptor of a file drops every POSIX lock this process's
+#: SQLite connections hold on it (the bug of a second FileCache opened beside writers).
+_SHM_MAPS: dict[tuple[int, int], tuple[int, mmap.mmap]] = {}
+#: Descriptors opened in a race for a file already mapped: held open for the same reason.
+_SHM_HELD: list[tuple[int, Optional[mmap.mmap]]] = []
+_SHM_LOCK = threading.Lock()
+
+
+def _shm_map(path: str) -> Optional[mmap.mmap]:
+    """A read-only map of the ``-shm`` file at *path*, shared per file (``None``: none)."""
+    with _SHM_LOCK:
+        for key, (fd, old) in list(_SHM_MAPS.items()):
+            try:
+                gone = os.fstat(fd).st_nlink == 0
+            except OSError:
+                gone = True
+            if gone:  # deleted: no SQLite connection anywhere holds a lock on it
+                del _SHM_MAPS[key]
+                old.close()
+                os.close(fd)
+        try:
+            seen = os.stat(path)
+        except OSError:
+            return None
+        found = _SHM_MAPS.get((seen.st_dev, seen.st_ino))
+        if found is not None:
+            return found[1]
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        opened = os.fstat(fd)
+        try:
+            if opened.st_size < _WAL_HEADER:
+                raise ValueError("no WAL index yet")
+            mapped = mmap.mmap(fd, _WAL_HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            mapped = None
+        key = (opened.st_dev, opened.st_ino)
+        if key in _SHM_MAPS or mapped is None:
+            # Closing either descriptor (ours, or the one a map holds) could drop the
+            # connections' locks: both stay open.
+            _SHM_HELD.append((fd, mapped))
+            return _SHM_MAPS[key][1] if key in _SHM_MAPS else None
+        _SHM_MAPS[key] = (fd, mapped)
+        return mapped
+
+
 class _SafeCache(diskcache.Cache):  # type: ignore[misc]
     """diskcache's Cache, checking each setting before it acts on it.
 
@@ -290,6 +345,14 @@ class _SafeCache(diskcache.Cache):  # type: ignore[misc]
     opening raise ``KeyError``/``ValueError`` and later writes ``TypeError``.
     Here a bad row raises :class:`_CorruptStore` before it is used.
     """
+
+    #: Bumped whenever a connection is closed (a WAL-index map must then be made again).
+    closes = 0
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self.closes += 1
+        super().close()
 
     @property
     def _con(self) -> sqlite3.Connection:
@@ -397,6 +460,8 @@ class FileCache(Cache):
         self.path = os.path.abspath(os.fspath(path))
         self.retries = retries
         self._writes = 0
+        #: ``((closes, pid), map)`` of the WAL index this cache reads its change token from.
+        self._shm: Optional[tuple[Any, Optional[mmap.mmap]]] = None
         self.permissions = permissions & 0o777
         file_mode = self.permissions & 0o666
         if size_limit is not None:
@@ -597,21 +662,46 @@ class FileCache(Cache):
         self._writes += 1
         return bool(self._run("add", self._cache.add, key, value))
 
-    def change_token(self) -> Optional[tuple[int, int]]:
-        """SQLite's ``data_version`` (moved by any other connection's commit, in any
-        process) and this cache's own write count: together they change with any write."""
-        local = self._cache._local
+    def change_token(self) -> Optional[tuple[Any, int]]:
+        """A token that changes with any write to the database, and this cache's own count.
+
+        In WAL mode (diskcache's default) it is the WAL-index header in the ``-shm`` file,
+        which SQLite rewrites at every commit of any connection in any process: read from a
+        shared map, with no query.  A header caught mid-update (its two copies differ), or
+        any other journal mode, falls back to SQLite's ``data_version``.
+        """
+        cache = self._cache
+        local = cache._local
         try:
             con = local.con if local.pid == _PID[0] else None
         except AttributeError:  # no connection in this thread yet
             con = None
         try:
             if con is None:
-                con = self._cache._con
+                con = cache._con
+            mapped = self._shm
+            if mapped is None or mapped[0] != (cache.closes, _PID[0]):
+                mapped = self._map_wal_index(con)
+            if mapped[1] is not None:
+                head = mapped[1][:_WAL_HEADER]
+                if head[:48] == head[48:]:
+                    return (head[:48], self._writes)
             row = con.execute("PRAGMA data_version").fetchone()
         except Exception:  # a broken database: nothing to vouch for
             return None
         return (row[0], self._writes)
+
+    def _map_wal_index(self, con: sqlite3.Connection) -> tuple[Any, Optional[mmap.mmap]]:
+        """Map the ``-shm`` file the open connection *con* uses (after a read, so that it
+        holds the file: no other process can delete it while this one is open)."""
+        state = (self._cache.closes, _PID[0])
+        mapped: Optional[mmap.mmap] = None
+        mode = con.execute("PRAGMA journal_mode").fetchone()
+        if mode and str(mode[0]).lower() == "wal":
+            con.execute("SELECT 1 FROM Settings LIMIT 1").fetchall()
+            mapped = _shm_map(os.path.join(self.path, _DBNAME + "-shm"))
+        self._shm = found = (state, mapped)
+        return found
 
     def close(self) -> None:
         """Close this thread's database connection (it reopens on next use)."""
