@@ -59,11 +59,16 @@ stamps = st.floats(min_value=0, max_value=4e9)
 def a_record(draw: Any) -> dict[str, Any]:
     kind = draw(st.sampled_from(["q", "e", "x", "v"]))
     record: dict[str, Any] = {"v": records.FORMAT_VERSION, "k": kind, "t": draw(stamps)}
+    # Every stored answer depends on some generation: an entity or a query on its own
+    # type's (or one of its buckets'); anything else is not a record (see the next test).
     record["g"] = draw(tokens)
     if kind == "v":
+        record["g"].setdefault("Task", draw(st.text(max_size=6)))
         record["d"] = draw(values)
         return record
     record["T"] = "Shot"
+    if "Shot" not in record["g"] and "Shot#3" not in record["g"]:
+        record["g"][draw(st.sampled_from(["Shot", "Shot#3"]))] = draw(st.text(max_size=6))
     if kind == "q":
         rows = draw(st.lists(fields, max_size=5))
         record["r"] = [dict(row, type="Shot", id=i + 1) for i, row in enumerate(rows)]
@@ -257,3 +262,28 @@ def test_times_come_back_in_the_clients_own_zone_exactly(zone: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"v": records.FORMAT_VERSION, "k": "q", "t": 1.0, "g": {}, "T": "Shot", "r": []},
+        {"v": records.FORMAT_VERSION, "k": "q", "t": 1.0, "g": {"Task": "a"}, "T": "Shot", "r": []},
+        {
+            "v": records.FORMAT_VERSION,
+            "k": "e",
+            "t": 1.0,
+            "g": {"Shot#": "a"},
+            "T": "Sh",
+            "i": 1,
+            "f": {},
+        },
+        {"v": records.FORMAT_VERSION, "k": "x", "t": 1.0, "g": {}, "T": "Shot", "i": 1},
+        {"v": records.FORMAT_VERSION, "k": "v", "t": 1.0, "g": {}, "d": 3},
+    ],
+    ids=["query-no-gens", "query-other-type", "entity-other-type", "retired-no-gens", "value"],
+)
+def test_a_record_that_depends_on_nothing_of_its_own_is_a_miss(record: dict[str, Any]) -> None:
+    """A record checked against no generation of its own would be fresh whatever changed
+    (a planted ``{"g": {}}`` answered every find with its rows): it is not a record."""
+    assert records.valid(record) is None

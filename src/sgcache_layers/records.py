@@ -167,6 +167,14 @@ def _is_token_map(value: Any) -> bool:
     )
 
 
+def _depends_on(gens: Mapping[str, str], entity_type: str) -> bool:
+    """Whether *gens* hold the generation of *entity_type* or of one of its buckets."""
+    if entity_type in gens:
+        return True
+    bucket = entity_type + "#"
+    return any(name.startswith(bucket) for name in gens)
+
+
 def _is_time(value: Any) -> bool:
     cls = value.__class__
     return (cls is float or cls is int) and math.isfinite(value)
@@ -189,12 +197,15 @@ def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
     ):
         return None
     if kind == "v":
-        return value if "d" in value else None
+        # Every answer depends on some generation (its type's, or the schema's).
+        return value if "d" in value and value["g"] else None
     if kind == "w":
         return value if _is_head(value) else None
     entity_type = value.get("T")
     if entity_type.__class__ is not str:
         return None
+    if kind != "c" and not _depends_on(value["g"], entity_type):
+        return None  # an answer or entity always depends on its own type (or bucket)
     if kind in ROW_KINDS:
         if kind == "c" and value.get("R").__class__ is not bool:
             return None
