@@ -32,7 +32,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cache.py
 	$(PY) benchmarks/bench_session.py
 	$(PY) benchmarks/bench_queries.py
-	$(PY) benchmarks/bench_floor.py
+	@# bench_floor exits 1 when it misses a target (its FAIL lines say which); the rest still run.
+	-$(PY) benchmarks/bench_floor.py
 	$(PY) benchmarks/bench_farm.py
 
 # dist-check: build the sdist and the wheel, check that they ship the licence (and the sdist

@@ -9,6 +9,7 @@ that to :class:`~sgcache_layers.answers.Answers`, the one read path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -28,7 +29,7 @@ from .query import (
     normalise_filters,
     summarize_call,
 )
-from .records import Keys
+from .records import FORMAT_VERSION, Keys
 
 if TYPE_CHECKING:
     from .session import Session
@@ -165,8 +166,11 @@ class Reads:
 
         ``shotgun_api3`` asks the site for them before its first call in every process
         (and in every pooled copy that was made before): on a farm, one round trip per
-        process.  They are cached like the schema, for :attr:`schema_max_age`; a client
-        that already has them (made with ``connect=True``) leaves them for the others.
+        process.  They are public facts about the site's server, so they are kept under
+        the site's shared part for :attr:`schema_max_age`, outside any epoch: the flush of
+        a farm's first sync does not make every process ask again.  Of processes missing
+        them at once, one asks (a fill lease); a client that already has them (made with
+        ``connect=True``) stores them for the others.
         """
         session = self.session
         pool = session.shotgun
@@ -177,14 +181,40 @@ class Reads:
 
         caps = getattr(prototype, "_server_caps", None)
         known = getattr(caps, "server_info", None)
-        requests = session._requests
-
-        def ask() -> Any:
-            return dict(known) if isinstance(known, dict) else requests("info")
-
         policy = session._policy(session.schema_max_age)
-        digest = self.digest({"m": "info"})
-        info = session._answers.value("s", "info", digest, [SCHEMA_TYPE], ask, policy, copy_value)
+        answers = session._answers
+        key = session._keys.shared + "|caps"
+        max_age = session.schema_max_age
+
+        def check() -> Optional[dict[str, Any]]:
+            store = answers._store()
+            try:
+                found = store.get_many([key]).get(key) if store is not None else None
+            except Exception:  # a broken layer: ask, as on a miss
+                return None
+            if not isinstance(found, dict) or found.get("v") != FORMAT_VERSION:
+                return None
+            stamp, info = found.get("t"), found.get("info")
+            if not isinstance(stamp, (int, float)) or not isinstance(info, dict):
+                return None
+            return info if stamp + max_age > time.time() else None
+
+        def fill() -> dict[str, Any]:
+            info = dict(known) if isinstance(known, dict) else session._requests("info")
+            store = answers._store()
+            if policy.writes and store is not None and isinstance(info, dict):
+                record = {"v": FORMAT_VERSION, "t": time.time(), "info": info}
+                answers.writer.put(store, {key: record})
+            return info
+
+        if policy.offline:
+            return
+        info = check() if policy.reads and known is None else None
+        if info is None:
+            if policy.reads and policy.writes and known is None:
+                info = answers.leases.run(key, fill, check)
+            else:
+                info = fill()
         if caps is None and isinstance(info, dict):
             pool.share("_server_caps", ServerCapabilities(prototype.config.server, info))
 
