@@ -298,6 +298,16 @@ _SHM_HELD: list[tuple[int, Optional[mmap.mmap]]] = []
 _SHM_LOCK = threading.Lock()
 
 
+def _new_shm_lock() -> None:
+    """In a forked child: a lock another thread held at the fork would stay held."""
+    global _SHM_LOCK
+    _SHM_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_shm_lock)
+
+
 def _shm_map(path: str) -> Optional[mmap.mmap]:
     """A read-only map of the ``-shm`` file at *path*, shared per file (``None``: none)."""
     with _SHM_LOCK:
