@@ -286,3 +286,45 @@ def test_python_m_runs_a_subcommand_and_its_errors(tmp_path: Path) -> None:
 def test_importing_main_does_not_run_the_cli() -> None:
     result = _python("import sgcache_layers.__main__")
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def _module_imports() -> Dict[str, List[str]]:
+    """Each module of the package and the package modules it imports at module level
+    (imports inside functions or under ``if TYPE_CHECKING`` break no import order)."""
+    import ast
+
+    root = Path(sgcache_layers.__file__).parent
+    graph: Dict[str, List[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        found = []
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                found.append(".".join(base + ([node.module] if node.module else [])))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "sgcache_layers"
+            ):
+                found.append(str(node.module))
+        graph[name] = found
+    return graph
+
+
+def test_no_import_circle_between_the_modules() -> None:
+    graph = _module_imports()
+    assert "sgcache_layers.session" in graph and "sgcache_layers.parts" in graph
+    done: Dict[str, bool] = {}
+
+    def visit(name: str, path: List[str]) -> None:
+        if done.get(name):
+            return
+        assert name not in path, " -> ".join(path[path.index(name) :] + [name])
+        for imported in graph.get(name, []):
+            if imported in graph:
+                visit(imported, path + [name])
+        done[name] = True
+
+    for name in graph:
+        visit(name, [])
