@@ -656,25 +656,22 @@ class LayeredCache(Cache):
 
     def set_many(self, mapping: Mapping[str, Any]) -> None:
         """Store every item of *mapping* in every layer."""
-        for key in mapping:
-            if not isinstance(key, str):
-                raise key_type_error(key)
-        for index, cache in enumerate(self._caches):
-            try:
-                cache.set_many(mapping)
-            except TypeError:
-                raise
-            except Exception as exc:
-                self._failed(index, "set_many", exc)
+        self._store_in_every_layer(mapping, lambda cache: cache.set_many(mapping))
 
     def set_many_expiring(self, mapping: Mapping[str, Any], seconds: Optional[float]) -> None:
         """Store every item of *mapping* in every layer, expiring where a layer can."""
+        self._store_in_every_layer(mapping, lambda cache: cache.set_many_expiring(mapping, seconds))
+
+    def _store_in_every_layer(
+        self, mapping: Mapping[str, Any], store: Callable[[Cache], None]
+    ) -> None:
+        """Check every key of *mapping*, then *store* into each layer (failures skipped)."""
         for key in mapping:
             if not isinstance(key, str):
                 raise key_type_error(key)
         for index, cache in enumerate(self._caches):
             try:
-                cache.set_many_expiring(mapping, seconds)
+                store(cache)
             except TypeError:
                 raise
             except Exception as exc:
@@ -1143,10 +1140,14 @@ class LRUMemoryCache(MemoryCache):
             for key, value, size in items:
                 self._put(key, value, size)
 
-    def __repr__(self) -> str:
+    def _bounds_text(self) -> str:
+        """The bounds as a repr shows them (``max_entries=N, max_bytes=B``)."""
         bounds = []
         if self.max_entries is not None:
             bounds.append(f"max_entries={self.max_entries}")
         if self.max_bytes is not None:
             bounds.append(f"max_bytes={self.max_bytes}")
-        return f"LRUMemoryCache({', '.join(bounds)}, <{len(self)} entries>)"
+        return ", ".join(bounds)
+
+    def __repr__(self) -> str:
+        return f"LRUMemoryCache({self._bounds_text()}, <{len(self)} entries>)"

@@ -161,12 +161,7 @@ class SessionMemory(LRUMemoryCache):
         return len(self._kept) + len(self._lru)
 
     def __repr__(self) -> str:
-        bounds = []
-        if self.max_entries is not None:
-            bounds.append(f"max_entries={self.max_entries}")
-        if self.max_bytes is not None:
-            bounds.append(f"max_bytes={self.max_bytes}")
         return (
-            f"SessionMemory({', '.join(bounds)}, <{len(self._lru)} entries, "
+            f"SessionMemory({self._bounds_text()}, <{len(self._lru)} entries, "
             f"{len(self._kept)} kept>)"
         )

@@ -66,6 +66,8 @@ def assemble(
     namespace = Namespace(session.site, parts, options_of(session.shotgun))
     keys = session._keys = Keys(namespace.base, namespace.shared)
     layout = session._layout = Layout(session.cache)
+    # The identity map asks the read path whether generations still hold; the read path
+    # is made below, from the map (the lambda looks it up when first called).
     identity = session._identity = IdentityMap(
         session, lambda deps: answers.still_current(deps), weak=type(memory) is not MemoryCache
     )

@@ -201,10 +201,8 @@ class Reads:
 
         def fill() -> dict[str, Any]:
             info = dict(known) if isinstance(known, dict) else session._requests("info")
-            store = answers._store()
-            if policy.writes and store is not None and isinstance(info, dict):
-                record = {"v": FORMAT_VERSION, "t": time.time(), "info": info}
-                answers.writer.put(store, {key: record})
+            if policy.writes and isinstance(info, dict):
+                answers.put({key: {"v": FORMAT_VERSION, "t": time.time(), "info": info}})
             return info
 
         if policy.offline:
