@@ -20,6 +20,9 @@ from .identity import IdentityMap, is_link, links_in
 from .query import normalise_fields
 from .records import bucket_name
 
+#: How often a field that newer data keeps dropping is fetched again before giving up.
+POPULATE_ATTEMPTS = 5
+
 if TYPE_CHECKING:
     from .session import Session
 
@@ -214,17 +217,28 @@ class Graph:
         """The value of a field *entity* lacks, fetched when the owner auto-populates."""
         if not self.owner.auto_populate:
             return NOT_SET
-        self.fetch([entity], [name])
-        try:
-            return dict.__getitem__(entity, name)
-        except KeyError:
+        identity = self._identity
+        for _attempt in range(POPULATE_ATTEMPTS):
+            drops = identity.drops
+            self.fetch([entity], [name])
+            try:
+                return dict.__getitem__(entity, name)
+            except KeyError:
+                pass
             if self.owner.mode == "offline":
                 return NOT_SET
             if entity._exists is False:
-                raise RetiredEntityError(entity, name) from None
-            raise KeyError(
-                f"{entity.type} {entity.id} has no field {name!r} (ShotGrid did not return it)"
-            ) from None
+                raise RetiredEntityError(entity, name)
+            if identity.drops == drops:
+                raise KeyError(
+                    f"{entity.type} {entity.id} has no field {name!r} (ShotGrid did not return it)"
+                )
+            # Another thread merged a newer row meanwhile, which dropped the fetched
+            # value as doubtful: ask again rather than report a field ShotGrid has.
+        raise KeyError(
+            f"{entity.type} {entity.id}: field {name!r} was fetched {POPULATE_ATTEMPTS} "
+            "times and each time replaced by newer data before it could be read"
+        )
 
     def fetch(
         self,

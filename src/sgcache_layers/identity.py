@@ -198,6 +198,10 @@ class IdentityMap:
         self._marks: dict[tuple[str, int], dict[str, int]] = {}
         self._numbers = itertools.count(1)
         self._active: Counter[int] = Counter()
+        #: Counts merges that dropped fields (moved generations made them doubtful, or a
+        #: link moved under deep values): a reader that fetched a field and finds it gone
+        #: again tells "dropped meanwhile" from "ShotGrid did not return it" by it.
+        self.drops = 0
 
     # -- the map -----------------------------------------------------------------------
 
@@ -487,6 +491,7 @@ class IdentityMap:
         """Forget deep values read through links in *heads* (they were just changed)."""
         heads = set(heads)
         with self.lock:
+            self.drops += 1
             for name in list(dict.keys(entity)):
                 if "." in name and name.split(".", 1)[0] in heads:
                     dict.pop(entity, name, None)
@@ -597,8 +602,14 @@ class _Merge:
         else:
             entity._deps = deps
         protected = self._marks.get(entity._key, ())
-        for name in [n for n in dict.keys(entity) if n not in incoming]:
-            if name != "type" and name != "id" and name not in protected:
+        doubtful = [
+            n
+            for n in dict.keys(entity)
+            if n not in incoming and n != "type" and n != "id" and n not in protected
+        ]
+        if doubtful:
+            self.map.drops += 1
+            for name in doubtful:
                 self.map._unlink(entity, name)
                 dict.__delitem__(entity, name)
         entity._t = 0.0
@@ -670,6 +681,7 @@ class _Merge:
         if changed_heads is not None:
             for name in list(dict.keys(entity)):
                 if "." in name and name not in fields and name.split(".", 1)[0] in changed_heads:
+                    identity.drops += 1
                     dict.__delitem__(entity, name)
         if deep:
             self.spread_columns(entity, entity, [_deep_column(n) for n in deep], set(deep), over)
