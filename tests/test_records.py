@@ -250,7 +250,15 @@ print(bad)
 
 
 @pytest.mark.parametrize(
-    "zone", ["Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+    "zone",
+    [
+        "Europe/Paris",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+        "America/St_Johns",
+    ],
 )
 def test_times_come_back_in_the_clients_own_zone_exactly(zone: str) -> None:
     """What the client gives (shotgun_api3's local zone, daylight saving and all)."""

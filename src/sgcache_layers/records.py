@@ -406,6 +406,29 @@ def encode(record: dict[str, Any]) -> str:
 
 _SLOT = 900  # seconds: every real zone's changes fall on a quarter of an hour (UTC)
 _EPOCH = _DATETIME(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_WALL_EPOCH = _DATETIME(1970, 1, 1)
+
+
+def _is_summer(wall: _dt.datetime) -> Optional[bool]:
+    """What ``shotgun_api3``'s local zone decides for a (standard) wall time: whether
+    ``time.mktime`` reads it as summer time; ``None`` where the platform cannot tell."""
+    try:
+        stamp = _time.mktime(
+            (
+                wall.year,
+                wall.month,
+                wall.day,
+                wall.hour,
+                wall.minute,
+                wall.second,
+                wall.weekday(),
+                0,
+                -1,
+            )
+        )
+        return _time.localtime(stamp).tm_isdst > 0
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 class _Zone:
@@ -422,6 +445,9 @@ class _Zone:
         self.fixed = isinstance(tz, _dt.timezone)
         self._offsets: dict[int, _dt.timedelta] = {}
         self._local: Optional[tuple[_dt.timedelta, _dt.timedelta]] = None
+        #: Whether the local zone keeps summer time, per day of standard wall time.
+        self._summer: dict[int, bool] = {}
+        self._changing: set[int] = set()  # days on which the clocks change
         cls = type(tz)
         if cls.__name__ == "LocalTimezone" and cls.__module__.startswith("shotgun_api3"):
             zone = getattr(sys.modules.get(cls.__module__), "SgTimezone", None)
@@ -429,6 +455,29 @@ class _Zone:
             difference = getattr(zone, "DSTDIFF", None)
             if isinstance(standard, _dt.timedelta) and isinstance(difference, _dt.timedelta):
                 self._local = (standard, difference)
+
+    def _summer_of_day(
+        self, day: int, wall: _dt.datetime, standard: _dt.timedelta
+    ) -> Optional[bool]:
+        """Summer time at *wall* (standard wall time), remembered for its whole day when no
+        change of clock falls within two hours of it.
+
+        The day is told by ``time.localtime`` at its ends, which leaves ``mktime``'s own
+        guess alone: on the days of a change every time is worked out the client's way,
+        one ``mktime`` each, so even the hour that happens twice comes out as the client's.
+        """
+        if day not in self._changing:
+            start = day * 86400 - standard.total_seconds()
+            try:
+                first = _time.localtime(start - 7200).tm_isdst > 0
+                last = _time.localtime(start + 86400 + 7200).tm_isdst > 0
+            except (OverflowError, ValueError, OSError):
+                return _is_summer(wall)
+            if first == last:
+                self._summer[day] = first
+                return first
+            self._changing.add(day)
+        return _is_summer(wall)
 
     def convert(self, value: _dt.datetime) -> _dt.datetime:
         if self.fixed:
@@ -438,23 +487,12 @@ class _Zone:
             offset = value.utcoffset()
             if offset is not None:
                 wall = value.replace(tzinfo=None) - offset + standard
-                try:
-                    stamp = _time.mktime(
-                        (
-                            wall.year,
-                            wall.month,
-                            wall.day,
-                            wall.hour,
-                            wall.minute,
-                            wall.second,
-                            wall.weekday(),
-                            0,
-                            -1,
-                        )
-                    )
-                    summer = _time.localtime(stamp).tm_isdst > 0
-                except (OverflowError, ValueError, OSError):
-                    return value.astimezone(self.tz)
+                day = (wall - _WALL_EPOCH).days
+                summer = self._summer.get(day)
+                if summer is None:
+                    summer = self._summer_of_day(day, wall, standard)
+                    if summer is None:
+                        return value.astimezone(self.tz)
                 return (wall + difference if summer else wall).replace(tzinfo=self.tz)
         slot = int((value - _EPOCH).total_seconds()) // _SLOT
         found = self._offsets.get(slot)
@@ -489,13 +527,20 @@ def _restore(
         raise CodecError("a record names its date columns wrongly")
     fromiso = _DATETIME.fromisoformat
     convert = _zone(tz).convert if tz is not None else None
+    # Datetimes are immutable: rows that share a text (things made or changed together)
+    # share one value, converted once.
+    made: dict[str, _dt.datetime] = {}
+    remembered = made.get
     for name in datetimes:
         for row in rows:
-            value = row.get(name)
-            if value is not None:
-                value = fromiso(value)
-                if convert is not None and value.tzinfo is not None:
-                    value = convert(value)
+            text = row.get(name)
+            if text is not None:
+                value = remembered(text)
+                if value is None:
+                    value = fromiso(text)
+                    if convert is not None and value.tzinfo is not None:
+                        value = convert(value)
+                    made[text] = value
                 row[name] = value
     fromiso_date = _DATE.fromisoformat
     for name in dates:
