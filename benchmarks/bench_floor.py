@@ -13,7 +13,10 @@ process answering every request after ~150 ms, one run measures side by side:
 
 New-process figures are timed inside the child, from before the cache is opened to after
 the last read (interpreter start-up is not counted).  Every figure is the median of
-``--repeats`` runs; ratios are of medians.  Targets (exit status 1 if one is missed):
+``--repeats`` runs.  The floors and ours are run in pairs, one right after the other, so
+that both sides of a ratio see the same moment of a shared, noisy machine; a new-process
+or same-process ratio is the median of the pairs' ratios.  Targets (exit status 1 if one
+is missed):
 
 * warm new process <= 2.5x the floor at every scale, and its cost per row does not grow
   with the production (largest scale's per-row cost <= 1.5x the smallest's);
@@ -222,6 +225,24 @@ def median_of(repeats: int, run: Callable[[], float]) -> tuple[float, list[float
     return statistics.median(values), values
 
 
+def paired(
+    repeats: int, floor: Callable[[], float], ours: Callable[[], float]
+) -> tuple[list[float], list[float], float]:
+    """Run *floor* and *ours* one after the other *repeats* times (alternating which goes
+    first); the times of each and the median of the pairs' ratios."""
+    floors: list[float] = []
+    mine: list[float] = []
+    for number in range(repeats):
+        if number % 2:
+            mine.append(ours())
+            floors.append(floor())
+        else:
+            floors.append(floor())
+            mine.append(ours())
+    ratio = statistics.median(m / f for m, f in zip(mine, floors))
+    return floors, mine, ratio
+
+
 def disk_bytes(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -255,10 +276,6 @@ def one_scale(scale: float, latency: float, repeats: int) -> dict[str, Any]:
         for name, found in plain_answers.items():
             raw.set(name, orjson.dumps(found, default=str))
         raw.close()
-        floor_new, floor_new_all = median_of(
-            repeats, lambda: float(in_child("floor", target, floor_dir)["seconds"])
-        )
-
         # ours, cold: a fresh cache directory each time
         cold_answers: dict[str, list[Any]] = {}
         cold_dirs: list[str] = []
@@ -291,9 +308,6 @@ def one_scale(scale: float, latency: float, repeats: int) -> dict[str, Any]:
             run_reads(session, target)
             return time.perf_counter() - start
 
-        same_s, same_all = median_of(max(repeats, 20), same)
-        session.close()
-
         # the dict look-up floor
         table = {
             repr((m, a, k)): plain_answers[n] for n, m, a, k in calls(target, target["project_id"])
@@ -306,10 +320,22 @@ def one_scale(scale: float, latency: float, repeats: int) -> dict[str, Any]:
                 list(found)
             return time.perf_counter() - start
 
-        floor_same, floor_same_all = median_of(max(repeats, 20), lookup)
+        floor_same_all, same_all, same_ratio = paired(max(repeats, 20), lookup, same)
+        session.close()
+        floor_same = statistics.median(floor_same_all)
+        same_s = statistics.median(same_all)
 
-        reports = [in_child("ours", target, ours_dir) for _ in range(repeats)]
-        warm_new = statistics.median(r["seconds"] for r in reports)
+        reports: list[dict[str, Any]] = []
+
+        def ours_new() -> float:
+            reports.append(in_child("ours", target, ours_dir))
+            return float(reports[-1]["seconds"])
+
+        floor_new_all, warm_new_all, new_ratio = paired(
+            repeats, lambda: float(in_child("floor", target, floor_dir)["seconds"]), ours_new
+        )
+        floor_new = statistics.median(floor_new_all)
+        warm_new = statistics.median(warm_new_all)
         return {
             "scale": scale,
             "rows": rows,
@@ -319,6 +345,8 @@ def one_scale(scale: float, latency: float, repeats: int) -> dict[str, Any]:
             "warm_new": warm_new,
             "floor_same": floor_same,
             "warm_same": same_s,
+            "new_ratio": new_ratio,
+            "same_ratio": same_ratio,
             "bytes_floor": disk_bytes(floor_dir),
             "bytes_ours": disk_bytes(ours_dir),
             "warm_requests": sum(r["requests"] for r in reports),
@@ -367,8 +395,6 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     for r in results:
         r["cold_ratio"] = r["cold"] / r["plain"]
-        r["new_ratio"] = r["warm_new"] / r["floor_new"]
-        r["same_ratio"] = r["warm_same"] / r["floor_same"]
         r["bytes_ratio"] = r["bytes_ours"] / r["bytes_floor"]
         r["us_per_row"] = r["warm_new"] / r["rows"] * 1e6
         print(

@@ -540,3 +540,96 @@ def test_merged_entities_are_served_by_get(
     before = server.request_count
     assert session.get("Shot", raw["id"])["code"] == raw["code"]
     assert server.request_count > before
+
+
+# -- the fast merge of answer rows agrees with the general merge ---------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+class _OfflineConfig:
+    scheme = "https"
+    server = "merge.example.com"
+    script_name = "merge_tests"
+    user_login = None
+    api_key = "not-a-real-key"
+    session_token = None
+    sudo_as_login = None
+
+
+class _OfflineClient:
+    config = _OfflineConfig()
+
+
+_link_ids = st.one_of(st.integers(1, 4), st.integers(1, 4), st.sampled_from(["3", 2.0, True]))
+_links = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["Shot", "Asset"]),
+            "id": _link_ids,
+            "name": st.just("set per row below"),
+        }
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["Shot", "Asset"]), "id": _link_ids}),
+    st.just("not a link"),
+    st.none(),
+)
+_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": st.integers(1, 6),
+            "entity": _links,
+            "task_assignees": st.lists(_links, max_size=3),
+            "content": st.sampled_from(["x", "y"]),
+        }
+    ),
+    max_size=8,
+)
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, Entity):
+        return ("E", value.type, value.id)
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    return value
+
+
+def _held(session: Session) -> dict[Any, Any]:
+    return {
+        (e.type, e.id): {k: _shape(v) for k, v in dict.items(e)}
+        for e in session._identity.entities()
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(_rows)
+def test_answer_rows_merge_like_the_general_merge(rows: list[dict[str, Any]]) -> None:
+    """``merge_rows`` (the short way for answers, links inlined) leaves the same entities,
+    fields and link names as merging the same rows the general way, whatever the rows:
+    repeated links with other names, ids that are not ints, lists with non-links."""
+    rows = [{"type": "Task", **row} for row in rows]
+    for number, row in enumerate(rows):
+        # Names change from row to row, but within a row one entity has one name (which
+        # of two names in one row wins is not a rule of either path).
+        for link in [row["entity"], *row["task_assignees"]]:
+            if isinstance(link, dict) and "name" in link:
+                link["name"] = f"name {number % 3}"
+    fast, general = Session(_OfflineClient()), Session(_OfflineClient())
+    deps = {"Task": "g1", "Shot": "g1", "Asset": "g1"}
+    try:
+        got = fast._identity.merge_rows(
+            "Task", pickle.loads(pickle.dumps(rows)), deps, 1.0, over=True
+        )
+        want = [
+            general._identity.merge(row, over=True, deps=deps)
+            for row in pickle.loads(pickle.dumps(rows))
+        ]
+        assert [_shape(e) for e in got] == [_shape(e) for e in want]
+        assert _held(fast) == _held(general)
+    finally:
+        fast.close()
+        general.close()

@@ -27,7 +27,7 @@ from .cache import Cache
 from .entity import Entity
 from .fetching import Requests, SingleFlight, WriteBehind, is_unavailable
 from .freshness import Freshness, Layout, is_introduced, token_time
-from .identity import UNCONFIRMED, IdentityMap, container_fields
+from .identity import ANY_SIZE, UNCONFIRMED, IdentityMap, container_fields, no_gc
 from .leases import FillLeases
 from .query import deep_types
 from .records import FORMAT_VERSION, Keys, bucket_name
@@ -471,20 +471,25 @@ class Answers:
                 return list(answer.entities)
             if hint is not None:
                 hint.extend(answer.gens)
-        record = self._store_get(key, ("q",))
-        if record is None or record["T"] != entity_type:
-            return None
-        if hint is not None:
-            hint.extend(record["g"])
-        if not any_age and not self.usable(record["t"], record["g"], policy):  # type: ignore[arg-type]
-            return None
-        boxes = record.get("c")
-        if boxes.__class__ is not list or not all(b.__class__ is str for b in boxes):
-            boxes = None
-        entities = self.identity.merge_rows(
-            entity_type, record["r"], record["g"], record["t"], containers=boxes
-        )
-        self._memory_set(key, Answer(record["t"], record["g"], entities))
+        # One pause of the collector from reading the record to dropping its rows: it then
+        # runs once, over the entities that stay, not over the decoded rows as well.
+        with no_gc(ANY_SIZE):
+            record = self._store_get(key, ("q",))
+            if record is None or record["T"] != entity_type:
+                return None
+            if hint is not None:
+                hint.extend(record["g"])
+            if not any_age and not self.usable(record["t"], record["g"], policy):  # type: ignore[arg-type]
+                return None
+            boxes = record.get("c")
+            if boxes.__class__ is not list or not all(b.__class__ is str for b in boxes):
+                boxes = None
+            entities = self.identity.merge_rows(
+                entity_type, record["r"], record["g"], record["t"], containers=boxes
+            )
+            answer = Answer(record["t"], record["g"], entities)
+            del record
+        self._memory_set(key, answer)
         return list(entities)
 
     def _ask_find(

@@ -45,10 +45,12 @@ __all__ = [
     "copy_value",
     "newer",
     "no_gc",
+    "ANY_SIZE",
     "outbound",
 ]
 
 _MISSING: Any = object()
+_ABSENT: Any = object()  # another "no value", never equal to _MISSING
 _CONTAINERS = (dict, list, tuple, Entity)
 
 StillCurrent = Callable[[Mapping[str, str]], bool]
@@ -95,6 +97,10 @@ def links_in(data: Any) -> set[tuple[str, int]]:
             seen.add(id(value))
             stack.extend(value)
     return found
+
+
+#: A size for :func:`no_gc` that always pauses the collector (the size is not known yet).
+ANY_SIZE = 1 << 62
 
 
 @contextlib.contextmanager
@@ -385,8 +391,10 @@ class IdentityMap:
             plain = deps is not UNCONFIRMED
 
             getname = dict.get
-            # Links seen in this answer: (type, id) -> (entity, the name last set on it).
-            seen: dict[tuple[str, int], list[Any]] = {}
+            # Links met in this answer: (type, id) -> entity.  A hit still compares the
+            # display name with the entity's own (the general path may have set another).
+            seen: dict[tuple[Any, Any], Entity] = {}
+            seen_get = seen.get
 
             def link(value: Any) -> Any:
                 # The usual {type, id, name} link, the short way; anything else the long way.
@@ -395,19 +403,18 @@ class IdentityMap:
                     link_type = value.get("type")
                     if link_id.__class__ is int and link_type.__class__ is str and "name" in value:
                         name = value["name"]
-                        known = seen.get((link_type, link_id))
+                        known = seen_get((link_type, link_id))
                         if known is not None:
-                            if known[1] is not name and known[1] != name:
-                                setitem(known[0], "name", name)
-                                known[1] = name
-                            return known[0]
+                            if getname(known, "name", _MISSING) != name:
+                                setitem(known, "name", name)
+                            return known
                         targets = by_type.get(link_type)
                         target = targets.get(link_id) if targets is not None else None
                         if target is None:
                             target = self.entity(link_type, link_id)
                         if getname(target, "name", _MISSING) != name:
                             setitem(target, "name", name)
-                        seen[(link_type, link_id)] = [target, name]
+                        seen[(link_type, link_id)] = target
                         return target
                 return convert(value, None)
 
@@ -445,8 +452,40 @@ class IdentityMap:
                     value = row.get(name)
                     if value is None:
                         continue
-                    if value.__class__ is list:
-                        setitem(entity, name, [link(v) for v in value])
+                    cls = value.__class__
+                    if cls is dict:
+                        # link() inlined for a link met before in this answer, by far the
+                        # commonest value (a task's step, project, entity).
+                        if plain and len(value) == 3:
+                            link_id = getname(value, "id")
+                            known = seen_get((getname(value, "type"), link_id))
+                            if (
+                                known is not None
+                                and link_id.__class__ is int
+                                and getname(value, "name", _MISSING)
+                                == getname(known, "name", _ABSENT)
+                            ):
+                                setitem(entity, name, known)
+                                continue
+                        setitem(entity, name, link(value))
+                    elif cls is list:
+                        # The same, inlined for each link of a multi-entity field.
+                        items: list[Any] = []
+                        add = items.append
+                        for item in value:
+                            if item.__class__ is dict and plain and len(item) == 3:
+                                link_id = getname(item, "id")
+                                known = seen_get((getname(item, "type"), link_id))
+                                if (
+                                    known is not None
+                                    and link_id.__class__ is int
+                                    and getname(item, "name", _MISSING)
+                                    == getname(known, "name", _ABSENT)
+                                ):
+                                    add(known)
+                                    continue
+                            add(link(item))
+                        setitem(entity, name, items)
                     else:
                         setitem(entity, name, link(value))
                 for name, head, link_type, rest in simple:
