@@ -305,3 +305,101 @@ def test_stats_takes_a_cache_dir_or_a_redis_url_not_both(tmp_path: Any) -> None:
     assert done.returncode == 2 and "not allowed with argument" in done.stderr
     done = _cli("stats", "--redis", str(tmp_path))
     assert done.returncode == 2 and "one Redis URL" in done.stderr
+
+
+# A child with several sessions it never closes: it reads, says so, waits until the test has
+# stopped Redis, then exits (the interpreter's exit writes the counters a last time).
+UNCLOSED = textwrap.dedent(
+    """
+    import sys
+    import shotgun_api3
+    from sgcache_layers import Session
+
+    url, script, key, cache = sys.argv[1:5]
+    sessions = []
+    for number in range(6):
+        session = Session(shotgun_api3.Shotgun(url, script, key, connect=False), cache=cache)
+        session.find("Shot", [], ["code"])
+        sessions.append(session)
+    print("read", flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+def test_an_exit_with_unclosed_sessions_and_redis_gone_warns_once(
+    shotgrid_server: ShotgridServer,
+) -> None:
+    """The counters are the process's: at exit one session per namespace writes them, and a
+    dead Redis is tried once, with one warning, not once per unclosed session."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed")
+    with RedisServer() as server:
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                UNCLOSED,
+                shotgrid_server.url,
+                shotgrid_server.script_name,
+                shotgrid_server.api_key,
+                server.url,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "read"
+    # Redis is gone now.
+    child.stdin.write("\n")
+    child.stdin.flush()
+    _out, stderr = child.communicate(timeout=120)
+    assert child.returncode == 0, stderr
+    failures = [line for line in stderr.splitlines() if "cache counters failed" in line]
+    assert len(failures) == 1, stderr
+    assert "Traceback" not in stderr and shotgrid_server.api_key not in stderr
+
+
+def test_totals_survive_sessions_collected_while_counting() -> None:
+    """A session dropped meanwhile is folded by its finalizer, which can run in the very
+    thread that is summing the live sessions (the collector runs it there, under the same
+    re-entrant lock): the sum must not trip over the shrinking dict.  In the full suite it
+    once killed the publishing thread.  Here the last reference to a session goes while
+    another session's counters are read, the moment a collection could strike."""
+    from sgcache_layers import stats as stats_module
+
+    class Nowhere:
+        shared = False
+        authorities: list[Any] = []
+
+    held: dict[str, Any] = {}
+
+    class DropsAnother(stats_module.SessionStats):
+        """Counters whose reading lets go of another session (as a collection would)."""
+
+        @property  # type: ignore[override]
+        def hits(self) -> Any:
+            held.pop("victim", None)
+            return self._hits
+
+        @hits.setter
+        def hits(self, value: Any) -> None:
+            self._hits = value
+
+    prefix = "test-collected-while-counting"
+    kept = stats_module.FarmStats(stats_module.SessionStats(), prefix, Nowhere(), None)
+    reader = stats_module.FarmStats(DropsAnother(), prefix, Nowhere(), None)
+    counters = stats_module.SessionStats()
+    counters.requests["find"] += 3
+    held["victim"] = stats_module.FarmStats(counters, prefix, Nowhere(), None)
+    space = stats_module._SPACES[prefix]
+    assert len(space.live) == 3
+    with stats_module._LOCK:
+        total = space.total()
+    assert total["requests"] == {"find": 3}  # counted once, while it went
+    assert space.live.keys() == {kept.number, reader.number}
+    assert space.total()["requests"] == {"find": 3}  # now with the closed ones
+    kept.close()
+    reader.close()

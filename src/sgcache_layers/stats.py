@@ -101,8 +101,13 @@ RECORD_VERSION = 1
 _TICK = 1.0
 #: Shortest sleep of the publishing thread (an interval of 0 means "at every tick").
 _MIN_SLEEP = 0.05
-#: Seconds between two warnings about counters that could not be written.
+#: Seconds between two warnings about counters that could not be written (per namespace
+#: and process, however many sessions share it).
 _WARN_EVERY = 60.0
+#: Seconds the interpreter's exit may spend writing the last records, all sessions together.
+EXIT_BUDGET = 2.0
+#: When each namespace of this process last warned: ``prefix -> time.monotonic()``.
+_WARNED: dict[str, float] = {}
 
 log = logging.getLogger("sgcache_layers.stats")
 
@@ -197,7 +202,9 @@ class _Space:
     def total(self) -> Counts:
         """Everything this process counted in the namespace (call under ``_LOCK``)."""
         total = self.closed
-        for counted in self.live.values():
+        # A copy: a session collected meanwhile is folded by its finalizer, which the
+        # collector may run in this very thread, under this very (re-entrant) lock.
+        for counted in list(self.live.values()):
             total = _combine(total, counted.counts())
         return total
 
@@ -236,7 +243,6 @@ class FarmStats:
         self._lock = threading.Lock()
         self._last: Optional[Counts] = None
         self._next = time.monotonic() + (interval or 0.0)
-        self._warned = -math.inf
         self._closed = False
         counted = _Counted(stats)
         with _LOCK:
@@ -289,20 +295,25 @@ class FarmStats:
 
     def publish(self) -> bool:
         """Write the record now if a counter moved since this session last wrote it."""
+        return self._publish() == "written"
+
+    def _publish(self) -> str:
+        """``"written"``, ``"unchanged"`` (the record is current), ``"nowhere"`` (no shared
+        layer to write to) or ``"failed"``."""
         target = self._target()
         if target is None:
-            return False
+            return "nowhere"
         with self._lock:
             if self.interval is not None:
                 self._next = time.monotonic() + self.interval
             with _LOCK:
                 space = _SPACES.get(self.prefix)
                 if space is None:
-                    return False
+                    return "nowhere"
                 counts = space.total()
                 sessions, live = space.sessions, len(space.live)
             if counts == self._last and not self._closed:
-                return False
+                return "unchanged"
             record = self._record(counts, sessions, live)
             try:
                 expiring = getattr(target, "set_many_expiring", None)
@@ -312,17 +323,17 @@ class FarmStats:
                     target.set_many({self.key: record})
             except Exception as error:  # a broken layer must not break the tool
                 now = time.monotonic()
-                if now - self._warned >= _WARN_EVERY:
-                    self._warned = now
+                if now - _WARNED.get(self.prefix, -math.inf) >= _WARN_EVERY:
+                    _WARNED[self.prefix] = now
                     log.warning(
                         "writing this process's cache counters failed (tried again later): %s: %s",
                         type(error).__name__,
                         error,
                     )
-                return False
+                return "failed"
             self._last = counts
             self.writes += 1
-            return True
+            return "written"
 
     def close(self) -> None:
         """Keep this session's counts with the process's and write the record a last time."""
@@ -343,7 +354,7 @@ def _after_fork() -> None:
     for space in _SPACES.values():
         space.closed = {}
         space.sessions = len(space.live)
-        for counted in space.live.values():
+        for counted in list(space.live.values()):
             counted.base = _counts(counted.stats)
     _PUBLISHER.after_fork()
 
@@ -388,17 +399,35 @@ class _Publisher:
                     continue
                 sleep = min(sleep, interval)
                 if member.due(now):
-                    member.publish()
+                    try:
+                        member.publish()
+                    except Exception:  # the thread goes on for the other sessions
+                        log.debug("writing cache counters failed", exc_info=True)
             del members
             time.sleep(max(_MIN_SLEEP, sleep))
 
-    def publish_all(self) -> None:
-        """Write every live session's record (at interpreter exit)."""
+    def publish_all(self, budget: float = EXIT_BUDGET) -> None:
+        """Write the record of every namespace with live sessions (at interpreter exit).
+
+        The record is the process's, so one session of a namespace writes it for all; once
+        a write of a namespace failed (its Redis gone), its other sessions do not try again,
+        and nothing more is tried after *budget* seconds: an exit never waits on a dead
+        layer once per unclosed session.
+        """
         with self._lock:
             members = list(self._members)
+        deadline = time.monotonic() + budget
+        settled: set[str] = set()
         for member in members:
+            if member.prefix in settled:
+                continue
+            if time.monotonic() >= deadline:
+                break
+            outcome = "failed"
             with contextlib.suppress(Exception):
-                member.publish()
+                outcome = member._publish()
+            if outcome != "nowhere":
+                settled.add(member.prefix)
 
     def after_fork(self) -> None:
         """The thread did not survive the fork: start another for the inherited sessions."""
