@@ -451,3 +451,20 @@ def test_auto_populate_survives_a_newer_row_merged_by_another_thread(
     assert raced == ["NEWER", False]  # the race did happen
     expected = shotgrid_server.client().find_one("Shot", [["id", "is", shot_id]], ["description"])
     assert value == expected["description"]
+
+
+def test_a_field_shotgrid_leaves_out_is_reported_after_one_request(
+    shotgrid_server: ShotgridServer, tmp_path: Path
+) -> None:
+    """The retry above is for fields dropped meanwhile only: a field ShotGrid does not
+    return is a KeyError naming it, after a single request."""
+    shot_id = a_shot(shotgrid_server)
+    session = file_session(shotgrid_server, tmp_path / "cache")
+    try:
+        entity = session.get("Shot", shot_id)
+        before = session.stats.request_count
+        with pytest.raises(KeyError, match="no field 'sg_no_such_field'.*did not return it"):
+            entity["sg_no_such_field"]
+        assert session.stats.request_count == before + 1
+    finally:
+        session.close()
