@@ -468,3 +468,64 @@ def test_a_field_shotgrid_leaves_out_is_reported_after_one_request(
         assert session.stats.request_count == before + 1
     finally:
         session.close()
+
+
+class _NoSiteConfig:
+    scheme = "https"
+    server = "threads.example.com"
+    script_name = "threads_tests"
+    user_login = None
+    api_key = "not-a-real-key"
+    session_token = None
+    sudo_as_login = None
+
+
+class _NoSite:
+    config = _NoSiteConfig()
+
+
+def test_a_token_read_before_this_process_moved_it_is_not_a_regression(tmp_path: Path) -> None:
+    """One thread reads a generation (the background writer does, to merge records) while
+    another moves it: the read's older token is what was current when it was read, not a
+    sign that the cache went back in time.  Taken for one, it moved the generation again,
+    which overtook the write in flight and dropped an entity's fields (CI found it as two
+    extra requests after a batch update)."""
+    session = Session(_NoSite(), cache=str(tmp_path / "cache"))
+    freshness = session._freshness
+    name = "Shot#7"
+    try:
+        first = freshness.current([name])[name]
+        with freshness._lock:
+            freshness._known.pop(name, None)  # the next look reads the cache
+        read_done, moved = threading.Event(), threading.Event()
+        seen: list[str] = []
+
+        def hold_after_read(frame: Any, event: str, _arg: Any) -> None:
+            if (
+                event == "return"
+                and frame.f_code.co_name == "_read_many"
+                and frame.f_back.f_code.co_name == "_load"  # the read of the generation
+                and not read_done.is_set()
+            ):
+                read_done.set()
+                moved.wait(30)
+
+        def reader() -> None:
+            sys.setprofile(hold_after_read)
+            try:
+                seen.append(freshness.current([name])[name])
+            finally:
+                sys.setprofile(None)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        assert read_done.wait(30)
+        tokens, _ = freshness.move([name])  # this process's write, after the read
+        moved.set()
+        thread.join(30)
+        assert seen == [first]  # the reader got what was there when it read
+        assert freshness.current([name])[name] == tokens[name]  # still this process's move
+        freshness.refresh()
+        assert freshness.current([name])[name] == tokens[name]  # and so says the cache
+    finally:
+        session.close()

@@ -436,6 +436,11 @@ class Freshness:
         era = self._era
         keys = [self._gen_key(name) for name in names]
         layers = self.layout.authorities
+        # The newest tokens this process knew before the read: only those can show that
+        # the cache went back.  A move this process makes while the read is on its way
+        # (another thread's write) makes what was read outdated, not a regression.
+        with _HIGH_LOCK:
+            before = {name: self._high.get(name) for name in names}
         found = _read_many(layers, keys)
         others: list[dict[str, Any]] = []
         for layer in layers[1:]:
@@ -455,9 +460,15 @@ class Freshness:
                         created.add(name)
                     continue
                 newest = token_time(token)
-                high = self._high.get(name)
+                high = before[name]
                 if high is not None and token_time(high) > newest:
                     fresh.append(name)  # the authority went back in time
+                    continue
+                latest = self._high.get(name)
+                if latest is not None and latest is not high and token_time(latest) > newest:
+                    # This process moved it since the read: what was read was current
+                    # then; the move's token is known already and must stay so.
+                    loaded[name] = token
                     continue
                 if any(isinstance(o.get(key), str) and token_time(o[key]) > newest for o in others):
                     fresh.append(name)  # a shallower layer saw a later move than the authority
@@ -501,10 +512,10 @@ class Freshness:
                 if isinstance(theirs, str) and theirs:
                     token = theirs
             tokens[name] = token
-        with self._lock:
-            self._known.update(tokens)
         with _HIGH_LOCK:
             self._high.update(tokens)
+        with self._lock:
+            self._known.update(tokens)
         return tokens
 
     def seen_types(self) -> list[str]:
@@ -580,13 +591,15 @@ class Freshness:
         mapping: dict[str, Any] = {self._gen_key(name): token for name, token in tokens.items()}
         mapping[self.keys.clock] = self.tokens.new()  # written last: readers see moves first
         _write_many(self.layout.writable, mapping)
+        # The high-water marks first: a read of these names on its way in another thread
+        # then sees the move and does not put its older tokens in place of these.
+        with _HIGH_LOCK:
+            self._high.update(tokens)
         with self._lock:
             # Someone else may have moved other names meanwhile: the next check reads the
             # clock afresh and forgets what it knew; until then, these tokens are current.
             self._clock_seen = None
             self._known.update(tokens)
-        with _HIGH_LOCK:
-            self._high.update(tokens)
         return tokens, overtaken
 
 
