@@ -81,17 +81,7 @@ CHILD = textwrap.dedent(
 
 def _spawn(server: ShotgridServer, cache: str, plan: Any, interval: str = "5") -> Any:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            server.url,
-            server.script_name,
-            server.api_key,
-            cache,
-            json.dumps(plan),
-            interval,
-        ],
+        server.child_argv(CHILD, cache, json.dumps(plan), interval),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -336,15 +326,7 @@ def test_an_exit_with_unclosed_sessions_and_redis_gone_warns_once(
         pytest.skip("redis-server is not installed")
     with RedisServer() as server:
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                UNCLOSED,
-                shotgrid_server.url,
-                shotgrid_server.script_name,
-                shotgrid_server.api_key,
-                server.url,
-            ],
+            shotgrid_server.child_argv(UNCLOSED, server.url),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -77,18 +77,7 @@ CHILD = textwrap.dedent(
 def child(
     server: ShotgridServer, spec: str, action: str, shot_id: int, *extra: str, **popen: Any
 ) -> Any:
-    args = [
-        sys.executable,
-        "-c",
-        CHILD,
-        server.url,
-        server.script_name,
-        server.api_key,
-        spec,
-        action,
-        str(shot_id),
-        *extra,
-    ]
+    args = server.child_argv(CHILD, spec, action, str(shot_id), *extra)
     if popen:
         return subprocess.Popen(args, text=True, **popen)
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -265,17 +264,7 @@ CHILD = textwrap.dedent(
 
 def child(server: Any, path: Path, action: str, shot_id: int) -> dict[str, Any]:
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            server.url,
-            server.script_name,
-            server.api_key,
-            str(path),
-            action,
-            str(shot_id),
-        ],
+        server.child_argv(CHILD, str(path), action, str(shot_id)),
         capture_output=True,
         text=True,
         timeout=60,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,16 +64,7 @@ class Child:
 
     def __init__(self, server: ShotgridServer, cache: str, shot_id: int) -> None:
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                CHILD,
-                server.url,
-                server.script_name,
-                server.api_key,
-                cache,
-                str(shot_id),
-            ],
+            server.child_argv(CHILD, cache, str(shot_id)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -140,15 +139,7 @@ def test_a_tool_that_exits_right_after_its_read_leaves_the_record(
     path = tmp_path / "cache"
     shotgrid_server.set_latency(0.05)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            CHILD,
-            shotgrid_server.url,
-            shotgrid_server.script_name,
-            shotgrid_server.api_key,
-            str(path),
-        ],
+        shotgrid_server.child_argv(CHILD, str(path)),
         capture_output=True,
         text=True,
         timeout=60,

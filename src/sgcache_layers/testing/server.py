@@ -420,6 +420,12 @@ class ShotgridServer:
             _ = sg.server_caps  # calls info() once, as the client does when connect=True
         return sg
 
+    def child_argv(self, source: str, *args: str) -> List[str]:
+        """The command line of a child Python that runs *source* with this site's URL,
+        script name and API key as ``sys.argv[1:4]`` and *args* after them: the real
+        processes of the tests that claim process safety."""
+        return [sys.executable, "-c", source, self.url, self.script_name, self.api_key, *args]
+
     # ------------------------------------------------------------------ identities
 
     def add_script(
