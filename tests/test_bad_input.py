@@ -24,6 +24,7 @@ from sgcache_layers import (
     SerialisedCache,
     Session,
 )
+from sgcache_layers.records import PREFIX
 from sgcache_layers.testing import ShotgridServer
 
 
@@ -133,8 +134,8 @@ stored_texts = st.one_of(
     st.text(max_size=40),
     st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
     json_values.map(json.dumps),
-    record_fields.map(lambda r: '["~sgcl2",' + json.dumps(r) + "]"),
-    record_fields.map(lambda r: '["~sgcl2x",' + json.dumps(r) + "]"),
+    record_fields.map(lambda r: '["~' + PREFIX + '",' + json.dumps(r) + "]"),
+    record_fields.map(lambda r: '["~' + PREFIX + 'x",' + json.dumps(r) + "]"),
     json_values.map(lambda v: '["~sgclv",' + json.dumps(v) + "]"),
 )
 

@@ -14,6 +14,7 @@ import pytest
 
 from sgcache_layers import FileCache, SerialisedCache, Session
 from sgcache_layers.cli import cache_stats, main
+from sgcache_layers.records import PREFIX
 from sgcache_layers.testing.server import ShotgridServer
 
 _SCRIPT = Path(sys.executable).with_name("sgcache-layers")
@@ -76,7 +77,7 @@ def test_stats_text_breaks_down_by_namespace_kind_and_type(
     assert f"Cache directory: {populated['path']}" in out
     assert re.search(r"^Entries: \d+$", out, re.M)
     assert re.search(r"^Size on disk: .* \(\d+ bytes\)$", out, re.M)
-    assert f"Namespace {populated['site']} | script=sgcache_tests;tz=local;l10n=0 (sgcl2)" in out
+    assert f"Namespace {populated['site']} | script=sgcache_tests;tz=local;l10n=0 ({PREFIX})" in out
     assert f"  query Shot: 1 ({populated['shots']} rows)\n" in out
     assert f"  query Task: 1 ({populated['tasks']} rows)\n" in out
     assert "shared by every identity" in out and "generations:" in out

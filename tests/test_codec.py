@@ -131,10 +131,10 @@ def entity_record(fields: dict[str, Any], stamp: float = 1.0) -> dict[str, Any]:
         {"dt": 0.04, "da": [1, 2], "f": "not a record"},
         {"v": 1, "k": "e", "t": "not a number", "f": {}, "dt": ["f"]},
         ["~sgcl-record", {"f": {}}, [], []],
-        ["~sgcl2", {"f": {}}],
-        ["~sgcl2x", {"v": 2}],
+        ["~" + records.PREFIX, {"f": {}}],
+        ["~" + records.PREFIX + "x", {"v": records.FORMAT_VERSION}],
         ["~sgclv", 1],
-        '["~sgcl2",{}]',
+        '["~' + records.PREFIX + '",{}]',
         [],
         {
             "v": 1,

@@ -7,13 +7,15 @@ batch" are checked where ShotGrid would be billed, not inside the session.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sgcache_layers import Entity, RetiredEntityError, Session
+from sgcache_layers import Entity, RetiredEntityError, Session, records
+from sgcache_layers.identity import container_fields
 from sgcache_layers.session import SessionConfigError
 
 UTC = dt.timezone.utc
@@ -566,7 +568,8 @@ _link_ids = st.one_of(st.integers(1, 4), st.integers(1, 4), st.sampled_from(["3"
 _links = st.one_of(
     st.fixed_dictionaries(
         {
-            "type": st.sampled_from(["Shot", "Asset"]),
+            # Task: a link to a row of the same answer (before it, after it, or itself).
+            "type": st.sampled_from(["Shot", "Asset", "Task"]),
             "id": _link_ids,
             "name": st.just("set per row below"),
         }
@@ -633,3 +636,99 @@ def test_answer_rows_merge_like_the_general_merge(rows: list[dict[str, Any]]) ->
     finally:
         fast.close()
         general.close()
+
+
+def _stored(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """*rows* as an answer record after a trip through the cache (encode, decode, valid)."""
+    record = {
+        "v": records.FORMAT_VERSION,
+        "k": "q",
+        "t": 1.0,
+        "g": {"Task": "g1", "Shot": "g1", "Asset": "g1"},
+        "T": "Task",
+        "r": rows,
+        "c": container_fields(rows),
+    }
+    back = records.valid(records.decode(records.encode(record)), ("q",))
+    assert back is not None
+    return back
+
+
+@settings(max_examples=200, deadline=None)
+@given(_rows, st.booleans())
+def test_stored_answers_merge_like_the_rows_shotgrid_gave(
+    rows: list[dict[str, Any]], one_name_per_entity: bool
+) -> None:
+    """An answer read back from the cache, links numbered into its table, leaves the same
+    entities, fields and link names as the rows ShotGrid gave, and gives those rows back."""
+    rows = [{"type": "Task", **row} for row in rows]
+    for number, row in enumerate(rows):
+        for link in [row["entity"], *row["task_assignees"]]:
+            if isinstance(link, dict) and "name" in link:
+                link["name"] = f"{link['id']!r}" if one_name_per_entity else f"n{number % 3}"
+    stored = _stored(pickle.loads(pickle.dumps(rows)))
+    assert records.rows_of(stored) == rows
+    plain, cached = Session(_OfflineClient()), Session(_OfflineClient())
+    deps = stored["g"]
+    try:
+        want = plain._identity.merge_rows("Task", pickle.loads(pickle.dumps(rows)), deps, 1.0)
+        links = (stored["L"], stored["l"]) if "l" in stored else None
+        got = cached._identity.merge_rows("Task", stored["r"], deps, 1.0, links=links)
+        assert [_shape(e) for e in got] == [_shape(e) for e in want]
+        assert _held(cached) == _held(plain)
+    finally:
+        plain.close()
+        cached.close()
+
+
+def test_an_answer_stores_each_link_once() -> None:
+    shot = {"type": "Shot", "id": 7, "name": "SQ010_0010"}
+    users = [{"type": "HumanUser", "id": i, "name": f"user {i}"} for i in (1, 2)]
+    rows = [
+        {"type": "Task", "id": i, "entity": dict(shot), "task_assignees": [dict(u) for u in users]}
+        for i in range(1, 4)
+    ]
+    stored = _stored(pickle.loads(pickle.dumps(rows)))
+    assert stored["L"] == [
+        ["Shot", 7, "SQ010_0010"],
+        ["HumanUser", 1, "user 1"],
+        ["HumanUser", 2, "user 2"],
+    ]
+    assert sorted(stored["l"]) == ["entity", "task_assignees"]
+    assert stored["r"][2] == {"type": "Task", "id": 3, "entity": 0, "task_assignees": [1, 2]}
+    assert records.rows_of(stored) == rows
+    # A column holding anything but the usual link keeps its values whole.
+    odd = [dict(rows[0], entity={**shot, "valid": "valid"}), rows[1]]
+    stored = _stored(pickle.loads(pickle.dumps(odd)))
+    assert stored["l"] == ["task_assignees"] and stored["r"][0]["entity"]["valid"] == "valid"
+    # One entity under two display names in one answer: the answer keeps its links whole.
+    renamed = [rows[0], dict(rows[1], entity={**shot, "name": "renamed"})]
+    stored = _stored(pickle.loads(pickle.dumps(renamed)))
+    assert "L" not in stored and records.rows_of(stored) == renamed
+
+
+def test_a_damaged_link_table_is_a_miss() -> None:
+    rows = [{"type": "Task", "id": 1, "entity": {"type": "Shot", "id": 7, "name": "A"}}]
+    good = _stored(rows)
+    assert good["l"] == ["entity"]
+    damaged: list[dict[str, Any]] = [
+        {**good, "L": "not a table"},
+        {**good, "L": [["Shot", "7", "A"]]},
+        {**good, "L": [["Shot", 7]]},
+        {**good, "L": [["Shot", 7, 3]]},
+        {**good, "L": []},  # the row's number points past the table
+        {**good, "l": "entity"},
+        {**good, "l": ["id"]},
+        {**good, "l": [1]},
+        {k: v for k, v in good.items() if k != "L"},
+        {**good, "r": [{**good["r"][0], "entity": -1}]},
+        {**good, "r": [{**good["r"][0], "entity": True}]},
+        {**good, "r": [{**good["r"][0], "entity": "0"}]},
+        {**good, "r": [{**good["r"][0], "entity": [0, 5]}]},
+        {**good, "r": [{**good["r"][0], "entity": {"type": "Shot", "id": 7, "name": "A"}}]},
+        {**good, "k": "c", "R": False},
+    ]
+    for record in damaged:
+        assert records.valid(record) is None, record
+        text = '["~' + records.PREFIX + '",' + json.dumps(record) + "]"
+        assert records.valid(records.decode(text)) is None, record

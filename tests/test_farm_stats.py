@@ -20,6 +20,7 @@ from typing import Any, Optional
 import pytest
 
 from sgcache_layers import RedisCache, SerialisedCache, Session
+from sgcache_layers.records import PREFIX
 from sgcache_layers.stats import farm_stats
 from sgcache_layers.testing import ShotgridServer
 from sgcache_layers.testing.redis_server import RedisServer, redis_command
@@ -180,7 +181,7 @@ def test_the_farm_totals_are_the_sum_of_what_each_process_counted(
         assert printed[name] == space[name]
     text = _cli("stats", "--redis", redis_url)
     assert text.returncode == 0, text.stderr
-    assert f"Site {shotgrid_server.url} (sgcl2)" in text.stdout
+    assert f"Site {shotgrid_server.url} ({PREFIX})" in text.stdout
     assert f"  {IDENTITY}: 4 processes (4 sessions, 0 open)" in text.stdout
     assert (
         f"    hits {space['hits']}, misses {space['misses']}, requests made {made}, "

@@ -116,17 +116,17 @@ def test_every_record_round_trips_exactly(fast: bool, record: dict[str, Any]) ->
 
 def test_plain_records_take_the_fast_frame() -> None:
     row = {"type": "Shot", "id": 1, "code": "A", "when": dt.datetime(2024, 1, 1, 12)}
-    record = {"v": 2, "k": "q", "t": 1.0, "g": {}, "T": "Shot", "r": [row]}
-    assert records.encode(record).startswith('["~sgcl2",')
+    record = {"v": records.FORMAT_VERSION, "k": "q", "t": 1.0, "g": {}, "T": "Shot", "r": [row]}
+    assert records.encode(record).startswith(f'["~{records.PREFIX}",')
     awkward = dict(record, r=[dict(row, big=2**70)])
-    assert records.encode(awkward).startswith('["~sgcl2x",')
+    assert records.encode(awkward).startswith(f'["~{records.PREFIX}x",')
 
 
 junk = st.one_of(
     st.text(max_size=60),
     st.binary(max_size=60),
-    st.builds(lambda t: '["~sgcl2",' + t, st.text(max_size=60)),
-    st.builds(lambda t: '["~sgcl2x",' + t, st.text(max_size=60)),
+    st.builds(lambda t: f'["~{records.PREFIX}",' + t, st.text(max_size=60)),
+    st.builds(lambda t: f'["~{records.PREFIX}x",' + t, st.text(max_size=60)),
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from sgcache_layers import FileCache, SerialisedCache, Session
+from sgcache_layers.records import PREFIX
 from sgcache_layers.testing import ShotgridServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -184,16 +185,19 @@ def test_storing_an_answer_does_not_delay_it(
     session.close()
 
 
-def test_a_cache_written_by_the_previous_release_is_read_as_misses(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("written_by", ["cache-v1", "cache-v2"])
+def test_a_cache_written_by_an_older_format_is_read_as_misses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, written_by: str
 ) -> None:
-    """``tests/fixtures/cache-v1`` was written by release 0.1.0 (record format 1)."""
+    """``tests/fixtures/cache-v1`` was written by release 0.1.0 (record format 1),
+    ``cache-v2`` by record format 2 (answers with their links whole): see their READMEs."""
+    old_prefix = "sgcl" + written_by[-1] + "|"
     path = tmp_path / "cache"
-    shutil.copytree(FIXTURES / "cache-v1" / "cache", path)
-    site = (FIXTURES / "cache-v1" / "site.txt").read_text().strip()
+    shutil.copytree(FIXTURES / written_by / "cache", path)
+    site = (FIXTURES / written_by / "site.txt").read_text().strip()
     with ShotgridServer(scale=0.05, seed=0) as server:
         old = FileCache(str(path))
-        assert any(k.startswith("sgcl1|") for k in old.keys())  # what the old release left
+        assert any(k.startswith(old_prefix) for k in old.keys())  # what the old code left
         old.close()
         session = Session(
             server.client(),
@@ -202,16 +206,32 @@ def test_a_cache_written_by_the_previous_release_is_read_as_misses(
         )
         server.reset_requests()
         shots = session.find("Shot", [], ["code"])
+        tasks = session.find("Task", [], ["content", "entity", "step", "task_assignees"])
         session.reset()  # the entity's own record is what get() reads now
         shot = session.get("Shot", shots[0]["id"])
-        assert shots and shot is not None
-        assert server.count_requests("find") == 2  # misses, answered by ShotGrid
+        assert shots and tasks and shot is not None
+        assert server.count_requests("find") == 3  # misses, answered by ShotGrid
+        plain = server.client().find("Task", [], ["content", "entity", "step", "task_assignees"])
+
+        def links(rows: list[Any]) -> list[Any]:
+            return [
+                (
+                    r["id"],
+                    r["entity"]["id"],
+                    r["step"]["id"],
+                    [u["id"] for u in r["task_assignees"]],
+                )
+                for r in rows
+            ]
+
+        assert links(tasks) == links(plain)
         session.close()
     assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
     # The new records sit beside the old ones, which nothing reads any more.
     reopened = FileCache(str(path))
     keys = reopened.keys()
-    assert any(k.startswith("sgcl2|") for k in keys) and any(k.startswith("sgcl1|") for k in keys)
+    assert any(k.startswith(PREFIX + "|") for k in keys)
+    assert any(k.startswith(old_prefix) for k in keys)
     reopened.close()
 
 

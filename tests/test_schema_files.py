@@ -172,7 +172,7 @@ def test_snapshot_records_are_valid_and_round_trip() -> None:
     for record in (_head(), chunk):
         assert records.valid(record) is record
         text = records.encode(record)
-        assert text.startswith('["~sgcl2",')  # the fast frame, datetimes as columns
+        assert text.startswith(f'["~{records.PREFIX}",')  # the fast frame, datetimes as columns
         back = records.decode(text, dt.timezone.utc)
         assert back == record
     back = records.decode(records.encode(chunk), dt.timezone.utc)
@@ -196,7 +196,15 @@ def test_damaged_heads_are_not_records(change: dict[str, Any]) -> None:
 
 
 def test_damaged_chunks_are_not_records() -> None:
-    chunk = {"v": 2, "k": "c", "t": 1.0, "g": {}, "T": "Shot", "R": False, "r": []}
+    chunk = {
+        "v": records.FORMAT_VERSION,
+        "k": "c",
+        "t": 1.0,
+        "g": {},
+        "T": "Shot",
+        "R": False,
+        "r": [],
+    }
     assert records.valid(chunk) is chunk
     assert records.valid({**chunk, "R": None}) is None
     assert records.valid({**chunk, "r": [{"type": "Task", "id": 1}]}) is None

@@ -484,8 +484,9 @@ class Answers:
             boxes = record.get("c")
             if boxes.__class__ is not list or not all(b.__class__ is str for b in boxes):
                 boxes = None
+            links = (record["L"], record["l"]) if "l" in record else None
             entities = self.identity.merge_rows(
-                entity_type, record["r"], record["g"], record["t"], containers=boxes
+                entity_type, record["r"], record["g"], record["t"], containers=boxes, links=links
             )
             answer = Answer(record["t"], record["g"], entities)
             del record

@@ -354,6 +354,8 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
     """
     from urllib.parse import unquote
 
+    from .records import PREFIX
+
     keys = cache.keys()
     namespaces: Dict[str, Dict[str, Any]] = {}
     sites: Dict[str, Dict[str, Any]] = {}
@@ -406,9 +408,9 @@ def cache_stats(cache: FileCache) -> Dict[str, Any]:
             kind, name = _DATA_KINDS[parts[1]], parts[2]
             if space["_epoch"] is not None and parts[0] != space["_epoch"]:
                 space["old_epoch_entries"] += 1
-            elif kind == "query" and version == "sgcl2":
+            elif kind == "query" and version == PREFIX:
                 space["rows"][name] = space["rows"].get(name, 0) + _rows_of(cache, key)
-            elif kind == "warm" and version == "sgcl2":
+            elif kind == "warm" and version == PREFIX:
                 warm = _warm_of(cache, key)
                 if warm is not None:
                     space["warm"].append(warm)

@@ -51,6 +51,7 @@ __all__ = [
 
 _MISSING: Any = object()
 _ABSENT: Any = object()  # another "no value", never equal to _MISSING
+_LINK_KEYS = ("type", "id", "name")
 _CONTAINERS = (dict, list, tuple, Entity)
 
 StillCurrent = Callable[[Mapping[str, str]], bool]
@@ -359,12 +360,15 @@ class IdentityMap:
         over: Optional[bool] = None,
         number: int = 0,
         containers: Optional[Iterable[str]] = None,
+        links: Optional[tuple[Sequence[Sequence[Any]], Sequence[str]]] = None,
     ) -> list[Entity]:
         """Merge rows of one type: an answer confirmed against *deps*, asked at *stamp*.
 
         Returns the entities in row order.  *number* is the request's (:meth:`begin`).
         *containers* names the fields whose values may be links, lists or dicts (found by
         looking when not given): entities new to the map are filled the short way.
+        *links* is a stored answer's link table and link columns, whose values are numbers
+        into the table (a link ``[type, id, name]``) or lists of them.
         """
         out: list[Entity] = []
         append = out.append
@@ -373,6 +377,30 @@ class IdentityMap:
         if containers is None:
             containers = container_fields(rows)
         boxes = list(containers)
+        plain = deps is not UNCONFIRMED
+        table: Sequence[Sequence[Any]] = ()
+        link_boxes: list[str] = []
+        if links is not None and links[1]:
+            table, link_boxes = links[0], list(links[1])
+            boxes += [name for name in link_boxes if name not in boxes]
+
+            def whole(row: Mapping[str, Any]) -> dict[str, Any]:
+                # The row with its links as ShotGrid gave them, for the general path.
+                found = dict(row)
+                for name in link_boxes:
+                    ref = found.get(name)
+                    if ref.__class__ is int:
+                        found[name] = dict(zip(_LINK_KEYS, table[ref]))
+                    elif ref.__class__ is list:
+                        found[name] = [dict(zip(_LINK_KEYS, table[i])) for i in ref]
+                return found
+
+            if not plain:
+                rows = [whole(row) for row in rows]
+                link_boxes = []
+        others = [name for name in boxes if name not in link_boxes]
+        names = [entry[2] for entry in table]
+        resolved: list[Optional[Entity]] = [None] * len(table)
         first = rows[0]
         deep = [_deep_column(name) for name in first if "." in name]
         deep_names = {name for name in first if "." in name}
@@ -388,7 +416,6 @@ class IdentityMap:
             if by_id is None:
                 by_id = by_type[entity_type] = self._ids()
             backrefs = self.backrefs_on
-            plain = deps is not UNCONFIRMED
 
             getname = dict.get
             # Links met in this answer: (type, id) -> entity.  A hit still compares the
@@ -418,6 +445,18 @@ class IdentityMap:
                         return target
                 return convert(value, None)
 
+            def resolve(ref: int) -> Entity:
+                # The entity of the table's link *ref*, met for the first time.
+                link_type, link_id, name = table[ref]
+                targets = by_type.get(link_type)
+                target = targets.get(link_id) if targets is not None else None
+                if target is None:
+                    target = self.entity(link_type, link_id)
+                if getname(target, "name", _MISSING) != name:
+                    setitem(target, "name", name)
+                resolved[ref] = target
+                return target
+
             # Deep columns of the usual kind ("step.Step.code": a plain value one link away)
             # are set on the linked entity here; the rest go the general way.
             simple = [
@@ -434,6 +473,8 @@ class IdentityMap:
                 entity_id = row["id"]
                 entity = by_id.get(entity_id)
                 if entity is not None:
+                    if link_boxes:
+                        row = whole(row)
                     job.adopt(entity, row)
                     job.fields(entity, row, over)
                     if entity._t == 0.0 or entity._t > stamp:
@@ -448,7 +489,32 @@ class IdentityMap:
                 entity._t = stamp
                 entity._exists = True
                 update(entity, row)
-                for name in boxes:
+                for name in link_boxes:
+                    ref = row.get(name)
+                    if ref is None:
+                        continue
+                    if ref.__class__ is int:
+                        target = resolved[ref]
+                        if target is None:
+                            target = resolve(ref)
+                        else:
+                            own = getname(target, "name", _MISSING)
+                            if own is not names[ref] and own != names[ref]:
+                                setitem(target, "name", names[ref])
+                        setitem(entity, name, target)
+                        continue
+                    many: list[Entity] = []
+                    for one in ref:
+                        target = resolved[one]
+                        if target is None:
+                            target = resolve(one)
+                        else:
+                            own = getname(target, "name", _MISSING)
+                            if own is not names[one] and own != names[one]:
+                                setitem(target, "name", names[one])
+                        many.append(target)
+                    setitem(entity, name, many)
+                for name in others:
                     value = row.get(name)
                     if value is None:
                         continue

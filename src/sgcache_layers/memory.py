@@ -20,7 +20,7 @@ from .records import Namespace
 
 __all__ = ["SessionMemory", "memory_layer"]
 
-#: The third part of every key the sites' shared bookkeeping lives under (``sgcl2|site|~site``).
+#: The third part of every key the sites' shared bookkeeping lives under (``sgcl3|site|~site``).
 _SHARED_PART = Namespace("", ()).shared.rsplit("|", 1)[1]
 _SHARED_MARK = f"|{_SHARED_PART}|"
 
@@ -56,7 +56,7 @@ def memory_layer(max_entries: Any = None, max_bytes: Any = None) -> MemoryCache:
 class SessionMemory(LRUMemoryCache):
     """An :class:`~sgcache_layers.cache.LRUMemoryCache` that never evicts shared bookkeeping.
 
-    Keys of the sites' shared bookkeeping (``sgcl2|<site>|~site|...``) live in a plain dict
+    Keys of the sites' shared bookkeeping (``sgcl3|<site>|~site|...``) live in a plain dict
     beside the bounded entries and count towards neither bound; everything else (built
     answers, and whatever else is stored here) is bounded as in the LRU cache.
     """

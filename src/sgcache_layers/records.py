@@ -6,8 +6,10 @@ permission identity and options (:class:`Namespace`); data keys also carry the n
 dicts (so any layer can hold them) with a version ``v``, a kind ``k``, the time ``t`` their
 data was asked for and the generation tokens ``g`` it was checked against:
 
-* ``q``: a ``find`` answer: the entity type ``T`` and the rows ``r`` exactly as ShotGrid
-  gave them, in order (one record per answer, read with one cache read and one decode);
+* ``q``: a ``find`` answer: the entity type ``T`` and the rows ``r`` as ShotGrid gave them,
+  in order (one record per answer, read with one cache read and one decode).  Written by
+  :func:`encode`, the links of its link columns ``l`` are numbers into one table ``L`` of
+  ``[type, id, name]``, each link once (:func:`rows_of` gives the rows whole again);
 * ``e``: one entity's fields ``f`` (``T``, ``i``), written by ``get``, ``fetch`` and writes;
 * ``x``: a retired entity (``T``, ``i``);
 * ``v``: any other answer ``d`` (``summarize``, schema reads);
@@ -54,11 +56,12 @@ __all__ = [
     "decode",
     "encode",
     "is_record",
+    "rows_of",
     "valid",
 ]
 
 #: Version of the record format; part of every key and every record.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: The first part of every key a session writes.
 PREFIX = f"sgcl{FORMAT_VERSION}"
 #: Record kinds (see the module docstring).
@@ -75,6 +78,7 @@ _EXACT_HEAD = f'["{_EXACT_FRAME}",'
 _VALUE_FRAME = "~sgclv"
 _VALUE_HEAD = f'["{_VALUE_FRAME}",'
 _INT_MIN = -(2**63)
+_ABSENT = object()
 _INT_END = 2**64
 _DATETIME = _dt.datetime
 _DATE = _dt.date
@@ -103,13 +107,13 @@ class Namespace:
 
     @property
     def base(self) -> str:
-        """``sgcl2|<site>|<identity and options>``: the prefix of every data key."""
+        """``sgcl3|<site>|<identity and options>``: the prefix of every data key."""
         parts = ";".join(f"{name}={_escape(value)}" for name, value in self.identity + self.options)
         return f"{PREFIX}|{_escape(self.site)}|{parts}"
 
     @property
     def shared(self) -> str:
-        """``sgcl2|<site>|~site``: the prefix of what every identity of a site shares.
+        """``sgcl3|<site>|~site``: the prefix of what every identity of a site shares.
 
         Changes are facts about the site, whoever looks: the epoch, the generations, the
         event log position and the farm watcher's heartbeat live here, so one reader of the
@@ -219,6 +223,8 @@ def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
                 or row.get("id").__class__ is not int
             ):
                 return None
+        if ("L" in value or "l" in value) and not _links_valid(value, rows):
+            return None
         return value
     if value.get("i").__class__ is not int:
         return None
@@ -226,6 +232,131 @@ def valid(value: Any, kinds: Iterable[str] = KINDS) -> Optional[dict[str, Any]]:
         fields = value.get("f")
         return value if fields.__class__ is dict else None
     return value
+
+
+def _links_valid(value: Mapping[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Whether a record's link table ``L`` and link columns ``l`` fit its rows."""
+    table, columns = value.get("L"), value.get("l")
+    if value.get("k") != "q" or table.__class__ is not list or columns.__class__ is not list:
+        return False
+    for entry in table:
+        if (
+            entry.__class__ is not list
+            or len(entry) != 3
+            or entry[0].__class__ is not str
+            or entry[1].__class__ is not int
+            or not (entry[2] is None or entry[2].__class__ is str)
+        ):
+            return False
+    size = len(table)
+    for name in columns:
+        if name.__class__ is not str or name in ("type", "id"):
+            return False
+        for row in rows:
+            ref = row.get(name)
+            if ref is None:
+                continue
+            if ref.__class__ is int:
+                if not 0 <= ref < size:
+                    return False
+            elif ref.__class__ is list:
+                for item in ref:
+                    if item.__class__ is not int or not 0 <= item < size:
+                        return False
+            else:
+                return False
+    return True
+
+
+def rows_of(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a (valid) record as ShotGrid gave them, links whole."""
+    rows: list[dict[str, Any]] = record["r"]
+    table, columns = record.get("L"), record.get("l")
+    if not columns or table is None:
+        return rows
+    links = [{"type": t, "id": i, "name": n} for t, i, n in table]
+    out = []
+    for row in rows:
+        row = dict(row)
+        for name in columns:
+            ref = row.get(name)
+            if ref.__class__ is int:
+                row[name] = dict(links[ref])
+            elif ref.__class__ is list:
+                row[name] = [dict(links[i]) for i in ref]
+        out.append(row)
+    return out
+
+
+def _is_link(value: Any) -> bool:
+    """Whether *value* is ShotGrid's usual ``{type, id, name}`` link and nothing more."""
+    if value.__class__ is not dict or len(value) != 3:
+        return False
+    link_id, name = value.get("id"), value.get("name", _ABSENT)
+    return (
+        value.get("type").__class__ is str
+        and link_id.__class__ is int
+        and _INT_MIN <= link_id < _INT_END
+        and (name is None or name.__class__ is str)
+    )
+
+
+def _tabled(record: dict[str, Any]) -> dict[str, Any]:
+    """*record* (an answer) with the links of its link columns as numbers into one table.
+
+    A column is a link column when every value it holds is a usual link or a list of them;
+    the record is kept as it is when it has none, or one entity shows two display names.
+    """
+    rows = record["r"]
+    boxes = record.get("c")
+    if record["k"] != "q" or "L" in record or not rows or boxes.__class__ is not list:
+        return record
+    columns = []
+    for name in boxes:
+        if name.__class__ is not str or name in ("type", "id"):
+            return record
+        for row in rows:
+            value = row.get(name)
+            if value is None or _is_link(value):
+                continue
+            if value.__class__ is list and all(_is_link(item) for item in value):
+                continue
+            break
+        else:
+            columns.append(name)
+    if not columns:
+        return record
+    index: dict[tuple[str, int], int] = {}
+    table: list[list[Any]] = []
+
+    def number(link: dict[str, Any]) -> int:
+        key = (link["type"], link["id"])
+        found = index.get(key)
+        if found is None:
+            found = index[key] = len(table)
+            table.append([key[0], key[1], link["name"]])
+        elif table[found][2] != link["name"]:
+            raise _TwoNames
+        return found
+
+    out = []
+    try:
+        for row in rows:
+            row = dict(row)
+            for name in columns:
+                value = row.get(name)
+                if value.__class__ is dict:
+                    row[name] = number(value)
+                elif value.__class__ is list:
+                    row[name] = [number(item) for item in value]
+            out.append(row)
+    except _TwoNames:
+        return record
+    return {**record, "r": out, "L": table, "l": columns}
+
+
+class _TwoNames(Exception):
+    """One entity shows two display names in one answer: keep its links whole."""
 
 
 def _is_head(value: Mapping[str, Any]) -> bool:
@@ -340,6 +471,8 @@ def _fast_text(record: dict[str, Any]) -> Optional[str]:
     kind = record["k"]
     if kind in ROW_KINDS:
         kinds = _column_kinds(record["r"])
+        if kinds is not None and kind == "q":
+            record = _tabled(record)
     elif kind == "e":
         kinds = _column_kinds([record["f"]])
     elif kind == "v":
