@@ -701,6 +701,12 @@ def test_an_answer_stores_each_link_once() -> None:
     odd = [dict(rows[0], entity={**shot, "valid": "valid"}), rows[1]]
     stored = _stored(pickle.loads(pickle.dumps(odd)))
     assert stored["l"] == ["task_assignees"] and stored["r"][0]["entity"]["valid"] == "valid"
+    # An id that only equals a link's id (True == 1, 1.0 == 1) is not that link.
+    for other in (True, 1.0):
+        lookalike = [rows[0], dict(rows[1], task_assignees=[{**users[0], "id": other}])]
+        stored = _stored(pickle.loads(pickle.dumps(lookalike)))
+        back = records.rows_of(stored)[1]["task_assignees"][0]["id"]
+        assert back.__class__ is other.__class__
     # One entity under two display names in one answer: the answer keeps its links whole.
     renamed = [rows[0], dict(rows[1], entity={**shot, "name": "renamed"})]
     stored = _stored(pickle.loads(pickle.dumps(renamed)))

@@ -311,47 +311,66 @@ def _tabled(record: dict[str, Any]) -> dict[str, Any]:
     boxes = record.get("c")
     if record["k"] != "q" or "L" in record or not rows or boxes.__class__ is not list:
         return record
-    columns = []
-    for name in boxes:
-        if name.__class__ is not str or name in ("type", "id"):
-            return record
-        for row in rows:
-            value = row.get(name)
-            if value is None or _is_link(value):
-                continue
-            if value.__class__ is list and all(_is_link(item) for item in value):
-                continue
-            break
-        else:
-            columns.append(name)
-    if not columns:
+    if not all(name.__class__ is str and name not in ("type", "id") for name in boxes):
         return record
-    index: dict[tuple[str, int], int] = {}
+    index: dict[tuple[Any, Any], int] = {}
     table: list[list[Any]] = []
+    names: list[Any] = []
+    failed: set[str] = set()
 
-    def number(link: dict[str, Any]) -> int:
-        key = (link["type"], link["id"])
+    def number(link: Any) -> Optional[int]:
+        # The link's number in the table (added when new); None when it is not a link.
+        if link.__class__ is not dict or len(link) != 3:
+            return None
+        key = (link.get("type"), link.get("id"))
         found = index.get(key)
-        if found is None:
-            found = index[key] = len(table)
-            table.append([key[0], key[1], link["name"]])
-        elif table[found][2] != link["name"]:
-            raise _TwoNames
+        name = link.get("name", _ABSENT)
+        if found is not None:
+            if name is _ABSENT or key[1].__class__ is not int:  # True == 1, 2.0 == 2
+                return None
+            if name != names[found]:
+                raise _TwoNames
+            return found
+        if not _is_link(link):
+            return None
+        found = index[key] = len(table)
+        table.append([key[0], key[1], name])
+        names.append(name)
         return found
 
     out = []
     try:
         for row in rows:
             row = dict(row)
-            for name in columns:
+            for name in boxes:
+                if name in failed:
+                    continue
                 value = row.get(name)
-                if value.__class__ is dict:
-                    row[name] = number(value)
-                elif value.__class__ is list:
-                    row[name] = [number(item) for item in value]
+                if value is None:
+                    continue
+                if value.__class__ is list:
+                    refs = [number(item) for item in value]
+                    if None in refs:
+                        failed.add(name)
+                    else:
+                        row[name] = refs
+                    continue
+                ref = number(value)
+                if ref is None:
+                    failed.add(name)
+                else:
+                    row[name] = ref
             out.append(row)
     except _TwoNames:
         return record
+    columns = [name for name in boxes if name not in failed]
+    if not columns:
+        return record
+    if failed:  # values numbered before their column proved not to be links: put back
+        for mine, given in zip(out, rows):
+            for name in failed:
+                if name in given:
+                    mine[name] = given[name]
     return {**record, "r": out, "L": table, "l": columns}
 
 
