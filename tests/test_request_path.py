@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -163,25 +162,35 @@ def test_storing_an_answer_does_not_delay_it(
     shotgrid_server: ShotgridServer, tmp_path: Path
 ) -> None:
     """The record is written by the background writer, after the answer was returned."""
+    release = threading.Event()
+    writers: list[threading.Thread] = []
 
     class SlowDisk(FileCache):
+        hold = False
+
         def set_many(self, mapping: Any) -> None:
-            time.sleep(1.0)
+            if self.hold and any("|q|" in key for key in mapping):  # an answer's record
+                writers.append(threading.current_thread())
+                release.wait(30)  # a disk that takes its time, until the test lets it go
             super().set_many(mapping)
 
-    session = Session(
-        shotgrid_server.client(),
-        cache=lambda s: SerialisedCache(
-            SlowDisk(str(tmp_path / "slow")), encode=s.encode, decode=s.decode
-        ),
-    )
+    disks: list[SlowDisk] = []
+
+    def cache_maker(s: Session) -> SerialisedCache:
+        disks.append(SlowDisk(str(tmp_path / "slow")))
+        return SerialisedCache(disks[-1], encode=s.encode, decode=s.decode)
+
+    session = Session(shotgrid_server.client(), cache=cache_maker)
     # The namespace's bookkeeping (generations of the types involved) exists from here on.
     session.find("Task", [["content", "is_not", "x"]], ["content", "entity", "step"])
     session.drain()
-    started = time.perf_counter()
-    session.find("Task", [], ["content", "entity", "step"])
-    assert time.perf_counter() - started < 0.9
+    disks[0].hold = True
+    found = session.find("Task", [], ["content", "entity", "step"])
+    # The answer came back while its record waited on the disk, in another thread.
+    assert found and threading.main_thread() not in writers
+    release.set()
     assert session.drain(timeout=10)
+    assert writers  # and it was written, by the background writer
     session.close()
 
 
