@@ -154,6 +154,37 @@ def test_get_in_another_process_sees_every_update(
     reader.close()
 
 
+def test_entities_got_together_see_an_update_of_one_of_them(
+    shotgrid_server: ShotgridServer, tmp_path: Path
+) -> None:
+    """Entities fetched by one ``get`` share one map of generations, which a repeated check
+    remembers as current: an update of one of them, here or in another process, still
+    shows at once."""
+    path = tmp_path / "cache"
+    ids = [r["id"] for r in shotgrid_server.client().find("Shot", [], [])][:40]
+    reader = file_session(shotgrid_server, path)
+    reader.get("Shot", ids)
+    for _ in range(3):  # checked again and again: remembered
+        assert all(reader.get("Shot", i) is not None for i in ids)
+    reader.drain()
+    requests = reader.stats.request_count
+    for shot_id in ids:
+        assert reader.get("Shot", shot_id) is not None
+    assert reader.stats.request_count == requests
+    # Another process updates one of them.
+    last = ids[-1]
+    assert child(shotgrid_server, f"file:{path}", "update", last, "FROM_CHILD")["done"]
+    assert reader.get("Shot", last)["code"] == "FROM_CHILD"
+    # This session updates another one.
+    reader.update("Shot", ids[0], {"code": "FROM_READER"})
+    assert reader.get("Shot", ids[0])["code"] == "FROM_READER"
+    other = file_session(shotgrid_server, path)
+    assert other.get("Shot", ids[0])["code"] == "FROM_READER"
+    assert other.get("Shot", last)["code"] == "FROM_CHILD"
+    other.close()
+    reader.close()
+
+
 @pytest.mark.parametrize("stack", ["layers", "one serialiser"])
 def test_a_new_process_on_another_host_sees_an_update(
     shotgrid_server: ShotgridServer, redis_url: str, tmp_path: Path, stack: str

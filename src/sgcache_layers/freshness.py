@@ -281,6 +281,10 @@ class Freshness:
         self.tokens = TokenClock()
         self._lock = threading.RLock()
         self._known: dict[str, str] = {}
+        # Bumped after every change of the known tokens: the last token map found current
+        # is remembered with it (``_current``), so checking it again costs no walk.
+        self._known_version = 0
+        self._current: Optional[tuple[int, Mapping[str, str], int]] = None
         self._high: dict[str, str] = {}
         self._clock_seen: Optional[str] = None
         # Bumped whenever the known tokens are forgotten: a read that began before must
@@ -311,6 +315,7 @@ class Freshness:
             changed = bool(self.epoch)
             self.epoch = epoch
             self._known.clear()
+            self._known_version += 1
             with _HIGH_LOCK:
                 self._high = _HIGHS.setdefault((self.keys.shared, epoch), {})
             self._era += 1
@@ -367,6 +372,7 @@ class Freshness:
             _write_many(self.layout.writable, {keys.clock: self.tokens.new()})
             with self._lock:
                 self._known.clear()
+                self._known_version += 1
                 self._clock_seen = None
                 self._era += 1
             return
@@ -381,6 +387,7 @@ class Freshness:
             self.tokens.observe(clock)
             with self._lock:
                 self._known.clear()
+                self._known_version += 1
                 self._clock_seen = clock
                 self._era += 1
         self._marker = marker
@@ -479,6 +486,7 @@ class Freshness:
                 self.tokens.observe(token)
                 if era == self._era:
                     self._known[name] = token
+                    self._known_version += 1
                 loaded[name] = token
                 if high is None or token_time(token) >= token_time(high):
                     with _HIGH_LOCK:
@@ -516,6 +524,7 @@ class Freshness:
             self._high.update(tokens)
         with self._lock:
             self._known.update(tokens)
+            self._known_version += 1
         return tokens
 
     def seen_types(self) -> list[str]:
@@ -534,6 +543,10 @@ class Freshness:
         """Whether every token in *gens* is still current and none is pending."""
         if refresh:
             self.refresh()
+        version = self._known_version
+        last = self._current
+        if last is not None and last[0] == version and last[1] is gens and last[2] == len(gens):
+            return True  # the same map found current, and nothing known changed since
         known = self._known
         for name, token in gens.items():
             now = known.get(name)
@@ -542,6 +555,7 @@ class Freshness:
             if now != token or "~" in now:
                 return False
         else:
+            self._current = (version, gens, len(gens))
             return True
         current = self.current(gens, refresh=False)
         for name, token in gens.items():
@@ -600,6 +614,7 @@ class Freshness:
             # clock afresh and forgets what it knew; until then, these tokens are current.
             self._clock_seen = None
             self._known.update(tokens)
+            self._known_version += 1
         return tokens, overtaken
 
 
