@@ -56,7 +56,7 @@ def child_main() -> int:
     from sgcache_layers import Session, demo
 
     target = json.loads(os.environ["BENCH_TARGET"])
-    sg = shotgun_api3.Shotgun(target["url"], target["script"], target["key"], connect=False)
+    sg = shotgun_api3.shotgun.Shotgun(target["url"], target["script"], target["key"], connect=False)
     sg.config.timeout_secs = 120
     session = Session(sg, cache=target["redis"], sync_interval=300)
     goal = demo.Target(
@@ -117,7 +117,9 @@ def run_farm(count: int, target: dict[str, Any], server: Any, redis_port: int) -
             assert child.stdout is not None
             line = child.stdout.readline()
             if line.strip() != "ready":
-                raise RuntimeError(f"a farm process failed to start: {child.stderr.read()}")
+                raise RuntimeError(
+                    f"a farm process failed to start: {child.stderr and child.stderr.read()}"
+                )
         server.reset_requests()
         for child in children:  # the barrier: everyone goes now
             assert child.stdin is not None
@@ -247,7 +249,7 @@ def plain_digest(target: dict[str, Any]) -> str:
 
     from sgcache_layers import demo
 
-    sg = shotgun_api3.Shotgun(target["url"], target["script"], target["key"], connect=False)
+    sg = shotgun_api3.shotgun.Shotgun(target["url"], target["script"], target["key"], connect=False)
     goal = demo.Target(
         target["url"], target["script"], target["key"], target["project"], target["login"]
     )
@@ -284,7 +286,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     server.add_script(WATCHER_SCRIPT, WATCHER_KEY)
     results: dict[str, Any] = {"latency": args.latency, "repeats": args.repeats}
     with server, RedisServer() as redis:
-        sg = server.client()
+        sg: Any = server.client()
         project = sg.find(
             "Project", [], ["name"], order=[{"field_name": "id", "direction": "asc"}]
         )[0]
@@ -307,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{args.latency * 1000:.0f} ms, scale {args.scale:g}, medians of {args.repeats} "
             f"runs\n"
         )
-        modes = [("no watcher", None)]
+        modes: list[tuple[str, Optional[str]]] = [("no watcher", None)]
         if with_watcher:
             modes.append(("with a watcher (sgcache-layers watch --interval 1)", "watch"))
         elif args.watcher == "auto":

@@ -351,7 +351,7 @@ def _session_on(url: str, script: str, key: str, path: str) -> Any:
 
     from sgcache_layers import SerialisedCache, Session
 
-    sg = shotgun_api3.Shotgun(url, script, key, connect=False)
+    sg = shotgun_api3.shotgun.Shotgun(url, script, key, connect=False)
     sg.config.timeout_secs = 60
     return Session(
         sg, cache=lambda s: SerialisedCache(FileCache(path), encode=s.encode, decode=s.decode)
@@ -514,7 +514,8 @@ def session_section(options: argparse.Namespace) -> SectionResult:
             raise RuntimeError("a worker process did not report in time") from None
         # Afterwards a new session must show every shot's last acknowledged write, as
         # ShotGrid itself does.
-        truth = {row["id"]: row["code"] for row in server.client().find("Shot", [], ["code"])}
+        plain: Any = server.client()
+        truth = {row["id"]: row["code"] for row in plain.find("Shot", [], ["code"])}
         check = _session_on(*site)
         lost = 0
         for slot, shot_id in enumerate(shots):

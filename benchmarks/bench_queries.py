@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp, ShotgridServer(scale=args.scale, seed=0) as server:
-        setup = server.client()
+        setup: Any = server.client()
         project = setup.find("Project", [], ["name"], order=[{"field_name": "id"}])[0]
         user = setup.find_one("HumanUser", [], ["login"], order=[{"field_name": "id"}])
         target = Target(

@@ -117,7 +117,7 @@ def bench_disk(
     """Seconds per look-up in fresh processes: session.get from disk, FileCache.get + json.loads."""
     with Session(server.client(), cache=cache_maker(path)) as session:
         session.get("Shot", ids)
-        keys = [session._entity_key("Shot", i) for i in ids]
+        keys = [session._answers.entity_key("Shot", i) for i in ids]
     common = {
         "url": server.url,
         "script": server.script_name,
