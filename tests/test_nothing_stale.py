@@ -517,6 +517,7 @@ def test_a_token_read_before_this_process_moved_it_is_not_a_regression(tmp_path:
         first = freshness.current([name])[name]
         with freshness._lock:
             freshness._known.pop(name, None)  # the next look reads the cache
+            freshness._known_version += 1
         read_done, moved = threading.Event(), threading.Event()
         seen: list[str] = []
 
