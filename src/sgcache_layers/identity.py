@@ -445,16 +445,19 @@ class IdentityMap:
                         return target
                 return convert(value, None)
 
-            def resolve(ref: int) -> Entity:
-                # The entity of the table's link *ref*, met for the first time.
-                link_type, link_id, name = table[ref]
-                targets = by_type.get(link_type)
-                target = targets.get(link_id) if targets is not None else None
+            def take(ref: int) -> Entity:
+                # The entity of the table's link *ref*, showing the answer's display name.
+                target = resolved[ref]
                 if target is None:
-                    target = self.entity(link_type, link_id)
-                if getname(target, "name", _MISSING) != name:
+                    link_type, link_id, _name = table[ref]
+                    targets = by_type.get(link_type)
+                    target = targets.get(link_id) if targets is not None else None
+                    if target is None:
+                        target = self.entity(link_type, link_id)
+                    resolved[ref] = target
+                own, name = getname(target, "name", _MISSING), names[ref]
+                if own is not name and own != name:
                     setitem(target, "name", name)
-                resolved[ref] = target
                 return target
 
             # Deep columns of the usual kind ("step.Step.code": a plain value one link away)
@@ -494,26 +497,9 @@ class IdentityMap:
                     if ref is None:
                         continue
                     if ref.__class__ is int:
-                        target = resolved[ref]
-                        if target is None:
-                            target = resolve(ref)
-                        else:
-                            own = getname(target, "name", _MISSING)
-                            if own is not names[ref] and own != names[ref]:
-                                setitem(target, "name", names[ref])
-                        setitem(entity, name, target)
-                        continue
-                    many: list[Entity] = []
-                    for one in ref:
-                        target = resolved[one]
-                        if target is None:
-                            target = resolve(one)
-                        else:
-                            own = getname(target, "name", _MISSING)
-                            if own is not names[one] and own != names[one]:
-                                setitem(target, "name", names[one])
-                        many.append(target)
-                    setitem(entity, name, many)
+                        setitem(entity, name, take(ref))
+                    else:
+                        setitem(entity, name, [take(one) for one in ref])
                 for name in others:
                     value = row.get(name)
                     if value is None:
