@@ -426,10 +426,14 @@ class IdentityMap:
             def link(value: Any) -> Any:
                 # The usual {type, id, name} link, the short way; anything else the long way.
                 if value.__class__ is dict and len(value) == 3 and plain:
-                    link_id = value.get("id")
-                    link_type = value.get("type")
-                    if link_id.__class__ is int and link_type.__class__ is str and "name" in value:
-                        name = value["name"]
+                    link_id = getname(value, "id")
+                    link_type = getname(value, "type")
+                    name = getname(value, "name", _MISSING)
+                    if (
+                        link_id.__class__ is int
+                        and link_type.__class__ is str
+                        and name is not _MISSING
+                    ):
                         known = seen_get((link_type, link_id))
                         if known is not None:
                             if getname(known, "name", _MISSING) != name:
@@ -504,40 +508,8 @@ class IdentityMap:
                     value = row.get(name)
                     if value is None:
                         continue
-                    cls = value.__class__
-                    if cls is dict:
-                        # link() inlined for a link met before in this answer, by far the
-                        # commonest value (a task's step, project, entity).
-                        if plain and len(value) == 3:
-                            link_id = getname(value, "id")
-                            known = seen_get((getname(value, "type"), link_id))
-                            if (
-                                known is not None
-                                and link_id.__class__ is int
-                                and getname(value, "name", _MISSING)
-                                == getname(known, "name", _ABSENT)
-                            ):
-                                setitem(entity, name, known)
-                                continue
-                        setitem(entity, name, link(value))
-                    elif cls is list:
-                        # The same, inlined for each link of a multi-entity field.
-                        items: list[Any] = []
-                        add = items.append
-                        for item in value:
-                            if item.__class__ is dict and plain and len(item) == 3:
-                                link_id = getname(item, "id")
-                                known = seen_get((getname(item, "type"), link_id))
-                                if (
-                                    known is not None
-                                    and link_id.__class__ is int
-                                    and getname(item, "name", _MISSING)
-                                    == getname(known, "name", _ABSENT)
-                                ):
-                                    add(known)
-                                    continue
-                            add(link(item))
-                        setitem(entity, name, items)
+                    if value.__class__ is list:
+                        setitem(entity, name, [link(item) for item in value])
                     else:
                         setitem(entity, name, link(value))
                 for name, head, link_type, rest in simple:
